@@ -1,0 +1,155 @@
+"""Object storage over the MinIO SDK (any S3 server: MinIO, SeaweedFS, AWS).
+
+Every S3/network failure is translated here, once: missing keys become `NotFound`,
+everything else `StorageError` (retryable, HTTP 503 + Retry-After).
+"""
+from __future__ import annotations
+
+import io
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import BinaryIO, Iterator
+
+import urllib3
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+from minio.error import MinioException, S3Error
+
+from core.errors import NotFound, StorageError
+
+PART_SIZE = 8 * 1024 * 1024
+_MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    content_type: str | None = None
+
+
+@contextmanager
+def _translated(key: str = "") -> Iterator[None]:
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            raise NotFound(f"object not found: {key}", code="object_not_found") from exc
+        raise StorageError(f"S3 error {exc.code} on {key}: {exc.message}") from exc
+    except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        raise StorageError(f"S3 unavailable ({type(exc).__name__}) on {key}") from exc
+
+
+class ObjectStore:
+    """A bucket on an S3 server, with the few operations the product needs."""
+
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str,
+                 *, secure: bool = False, region: str = "us-east-1", timeout_s: float = 10.0) -> None:
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=2.0, read=timeout_s), maxsize=64,
+            retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
+        )
+        self.bucket = bucket
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
+                            secure=secure, region=region, http_client=http)
+
+    @classmethod
+    def from_settings(cls, s: "object") -> "ObjectStore":
+        return cls(s.s3_endpoint, s.s3_access_key, s.s3_secret_key, s.s3_bucket,  # type: ignore[attr-defined]
+                   secure=s.s3_secure, region=s.s3_region)  # type: ignore[attr-defined]
+
+    def ensure_bucket(self) -> None:
+        with _translated(self.bucket):
+            if not self.client.bucket_exists(self.bucket):
+                self.client.make_bucket(self.bucket)
+
+    def ping(self) -> None:
+        """Raise StorageError unless the server answers for our bucket."""
+        with _translated(self.bucket):
+            if not self.client.bucket_exists(self.bucket):
+                raise StorageError(f"bucket {self.bucket} missing")
+
+    def put_stream(self, key: str, stream: BinaryIO, length: int = -1,
+                   content_type: str = "application/octet-stream", metadata: dict | None = None) -> None:
+        """Upload from a file-like object; unknown length streams in PART_SIZE parts."""
+        with _translated(key):
+            self.client.put_object(self.bucket, key, stream, length, content_type=content_type,
+                                   part_size=PART_SIZE if length < 0 or length > PART_SIZE else 0,
+                                   metadata=metadata)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.put_stream(key, io.BytesIO(data), len(data), content_type)
+
+    def put_file(self, key: str, path: str, content_type: str = "application/octet-stream") -> None:
+        with _translated(key):
+            self.client.fput_object(self.bucket, key, path, content_type=content_type, part_size=PART_SIZE)
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open(key) as resp:
+            return resp.read()
+
+    @contextmanager
+    def open(self, key: str, offset: int = 0, length: int = 0) -> Iterator[urllib3.BaseHTTPResponse]:
+        """Stream an object (or a byte range of it); the response is released on exit."""
+        with _translated(key):
+            resp = self.client.get_object(self.bucket, key, offset=offset, length=length)
+        try:
+            with _translated(key):
+                yield resp
+        finally:
+            resp.close()
+            resp.release_conn()
+
+    def iter_range(self, key: str, offset: int = 0, length: int = 0, block: int = 256 * 1024) -> Iterator[bytes]:
+        """Yield the bytes of an object range in blocks (for HTTP Range responses)."""
+        with self.open(key, offset, length) as resp:
+            while True:
+                with _translated(key):
+                    data = resp.read(block)
+                if not data:
+                    return
+                yield data
+
+    def download(self, key: str, path: str) -> None:
+        with _translated(key):
+            self.client.fget_object(self.bucket, key, path)
+
+    def stat(self, key: str) -> ObjectInfo:
+        with _translated(key):
+            st = self.client.stat_object(self.bucket, key)
+        return ObjectInfo(key=key, size=st.size or 0, etag=st.etag or "", content_type=st.content_type)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFound:
+            return False
+        return True
+
+    def presign_get(self, key: str, expires_s: int = 3600) -> str:
+        with _translated(key):
+            return self.client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=expires_s))
+
+    def presign_put(self, key: str, expires_s: int = 3600) -> str:
+        with _translated(key):
+            return self.client.presigned_put_object(self.bucket, key, expires=timedelta(seconds=expires_s))
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        with _translated(prefix):
+            return [ObjectInfo(key=o.object_name, size=o.size or 0, etag=o.etag or "")
+                    for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+
+    def delete(self, key: str) -> None:
+        with _translated(key):
+            self.client.remove_object(self.bucket, key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix`; return how many were deleted."""
+        keys = [o.key for o in self.list(prefix)]
+        with _translated(prefix):
+            errors = list(self.client.remove_objects(self.bucket, (DeleteObject(k) for k in keys)))
+        if errors:
+            raise StorageError(f"{len(errors)} objects under {prefix} could not be deleted")
+        return len(keys)

@@ -1,0 +1,91 @@
+"""The completeness ledger (pure): which seconds of which track are present or missing.
+
+Chunk order of arrival does not matter: everything is derived from (seq, real start,
+duration). A gap's cause is `missing_seq` (a sequence number never arrived),
+`rejected_chunk` (it arrived but was refused as invalid media) or `timeline_hole`
+(all seqs present but their real times leave a hole, e.g. a paused recorder).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+from core.timeline import Span, merge_spans
+
+HOLE_TOLERANCE_MS = 500
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    seq: int
+    start_ms: int          # on the recording timeline
+    duration_ms: int | None
+
+
+@dataclass(frozen=True)
+class Gap:
+    start_ms: int
+    end_ms: int
+    cause: str
+    seqs: tuple[int, ...] = ()
+
+    @property
+    def seconds(self) -> float:
+        return round((self.end_ms - self.start_ms) / 1000, 3)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "seqs": list(self.seqs), "seconds": self.seconds}
+
+
+@dataclass
+class TrackLedger:
+    spans: list[Span] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+    missing_seqs: list[int] = field(default_factory=list)
+
+    @property
+    def covered_seconds(self) -> float:
+        return round(sum(s.duration_ms for s in merge_spans(self.spans)) / 1000, 3)
+
+
+def effective_spans(chunks: Iterable[ChunkSpan]) -> dict[int, Span]:
+    """Each chunk's span; an unknown duration runs to the next chunk's start (continuations)."""
+    ordered = sorted(chunks, key=lambda c: c.seq)
+    out: dict[int, Span] = {}
+    for i, c in enumerate(ordered):
+        duration = c.duration_ms
+        if duration is None:
+            nxt = ordered[i + 1] if i + 1 < len(ordered) and ordered[i + 1].seq == c.seq + 1 else None
+            duration = max(0, nxt.start_ms - c.start_ms) if nxt else 0
+        out[c.seq] = Span(c.start_ms, c.start_ms + duration)
+    return out
+
+
+def build_track_ledger(chunks: Iterable[ChunkSpan], rejected_seqs: Iterable[int] = (),
+                       tolerance_ms: int = HOLE_TOLERANCE_MS) -> TrackLedger:
+    """Spans, gaps (with cause) and missing seqs of one track."""
+    spans = effective_spans(chunks)
+    rejected = set(rejected_seqs) - set(spans)
+    if not spans:
+        return TrackLedger(missing_seqs=sorted(rejected),
+                           gaps=[Gap(0, 0, "rejected_chunk", tuple(sorted(rejected)))] if rejected else [])
+    present = sorted(spans)
+    missing = sorted(set(range(0, present[-1] + 1)) - set(present))
+    gaps: list[Gap] = []
+    for prev, nxt in zip(present, present[1:]):
+        hole = Span(spans[prev].end_ms, spans[nxt].start_ms)
+        between = tuple(range(prev + 1, nxt))
+        if between:
+            cause = "rejected_chunk" if all(s in rejected for s in between) else "missing_seq"
+            gaps.append(Gap(hole.start_ms, max(hole.start_ms, hole.end_ms), cause, between))
+        elif hole.duration_ms > tolerance_ms:
+            gaps.append(Gap(hole.start_ms, hole.end_ms, "timeline_hole"))
+    if present[0] > 0:
+        lead = tuple(range(0, present[0]))
+        cause = "rejected_chunk" if all(s in rejected for s in lead) else "missing_seq"
+        gaps.insert(0, Gap(0, spans[present[0]].start_ms, cause, lead))
+    trailing = tuple(sorted(s for s in rejected if s > present[-1]))
+    if trailing:
+        gaps.append(Gap(spans[present[-1]].end_ms, spans[present[-1]].end_ms, "rejected_chunk", trailing))
+    return TrackLedger(spans=list(spans.values()), gaps=gaps,
+                       missing_seqs=sorted(set(missing) | set(trailing)))

@@ -1,0 +1,145 @@
+"""HTTP routes of chunk ingest (`/v1/recordings…`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from core.auth import mint_token
+from core.db import session_scope
+from core.errors import TooLarge
+from core.http import CurrentPrincipal
+from ingest.headers import check_seq, parse_chunk_headers
+from ingest.recordings import chunk_public, create_recording, ledger, recording_public
+from ingest.schemas import ChunkPublic, RecordingCreate, RecordingPublic, TokenPublic, UploadTokenRequest
+from ingest.service import WRITERS, Ingest
+from ingest.spool import spool_body
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+
+def get_ingest(request: Request) -> Ingest:
+    return request.app.state.ingest
+
+
+IngestDep = Annotated[Ingest, Depends(get_ingest)]
+
+
+@router.post("/recordings", response_model=RecordingPublic, status_code=201)
+def post_recording(body: RecordingCreate, principal: CurrentPrincipal, ing: IngestDep, response: Response,
+                   idempotency_key: Annotated[Optional[str], Header()] = None) -> RecordingPublic:
+    """Create a recording (idempotent on Idempotency-Key, client_key or (room_id, source))."""
+    rec, created = create_recording(ing, principal, body, idempotency_key)
+    response.status_code = 201 if created else 200
+    return rec
+
+
+@router.get("/recordings/{recording_id}", response_model=RecordingPublic)
+def get_recording(recording_id: str, principal: CurrentPrincipal, ing: IngestDep) -> RecordingPublic:
+    """Recording status with per-step processing progress and outputs."""
+    with session_scope(ing.engine) as s:
+        rec = ing.get_recording(s, principal, recording_id)
+        ing.can_read(principal, rec)
+        return recording_public(s, rec)
+
+
+@router.post("/recordings/{recording_id}/upload-token", response_model=TokenPublic)
+def post_upload_token(recording_id: str, body: UploadTokenRequest, principal: CurrentPrincipal,
+                      ing: IngestDep, request: Request) -> TokenPublic:
+    """A short-lived token that may upload chunks of this recording for one participant."""
+    principal.require_role(*WRITERS)
+    with session_scope(ing.engine) as s:
+        rec = ing.get_recording(s, principal, recording_id)
+    settings = request.app.state.settings
+    token = mint_token(settings.jwt_secret, sub=body.participant_id, org=rec.org, role="candidate",
+                       ttl_s=body.ttl_s, scope="upload", issuer=settings.jwt_issuer, recording_id=rec.id,
+                       participant_id=body.participant_id)
+    return TokenPublic(token=token, expires_in=body.ttl_s)
+
+
+async def _upload(request: Request, principal: Any, ing: Ingest, recording_id: str, track: str,
+                  seq: int, headers: dict[str, str]) -> JSONResponse:
+    check_seq(seq)
+    hdr = parse_chunk_headers(headers)
+    if hdr.declared_length is not None and hdr.declared_length > ing.limits.max_chunk_bytes:
+        raise TooLarge(f"chunk is larger than {ing.limits.max_chunk_bytes} bytes", code="chunk_too_large")
+    declare = _declared_track(headers)
+    stored = await run_in_threadpool(ing.precheck, principal, recording_id, track, seq, hdr, declare)
+    if stored is None:
+        body = await spool_body(request.stream(), ing.limits.max_chunk_bytes, request.app.state.spool_dir)
+        try:
+            stored, created = await run_in_threadpool(ing.store_chunk, principal, recording_id, track, seq,
+                                                      hdr, body, declare)
+        finally:
+            body.discard()
+    else:
+        created = False
+    start = await run_in_threadpool(_recording_start, ing, recording_id)
+    out = chunk_public(stored, start, duplicate=not created)
+    return JSONResponse(out.model_dump(), status_code=201 if created else 200)
+
+
+def _recording_start(ing: Ingest, recording_id: str) -> int | None:
+    from core.models import Recording
+
+    with session_scope(ing.engine) as s:
+        rec = s.get(Recording, recording_id)
+        return rec.started_at_ms if rec else None
+
+
+def _declared_track(headers: dict[str, str]) -> dict[str, str] | None:
+    """`X-Track-Kind` (+ optional X-Track-Role, X-Display-Name) declares a new track on first chunk."""
+    kind = headers.get("x-track-kind")
+    if not kind:
+        return None
+    from ingest.schemas import TrackDeclare
+
+    decl = TrackDeclare(track_id="t", kind=kind, role=headers.get("x-track-role", "participant"),  # type: ignore[arg-type]
+                        display_name=headers.get("x-display-name", "")[:256],
+                        participant_id=headers.get("x-participant-id", "")[:128])
+    return decl.model_dump(exclude={"track_id"})
+
+
+@router.put("/recordings/{recording_id}/tracks/{track}/chunks/{seq}", response_model=ChunkPublic,
+            status_code=201, responses={200: {"description": "retry of a stored chunk"}})
+async def put_chunk(recording_id: str, track: str, seq: int, request: Request, principal: CurrentPrincipal,
+                    ing: IngestDep) -> JSONResponse:
+    """Upload one chunk (streamed): headers Content-Type, X-Content-SHA256, X-Chunk-Start (ms epoch)."""
+    return await _upload(request, principal, ing, recording_id, track, seq, dict(request.headers))
+
+
+@router.post("/recordings/{recording_id}/tracks/{track}/chunks/{seq}/beacon", response_model=ChunkPublic,
+             status_code=201)
+async def post_chunk_beacon(recording_id: str, track: str, seq: int, request: Request,
+                            principal: CurrentPrincipal, ing: IngestDep) -> JSONResponse:
+    """`navigator.sendBeacon` flush: same as PUT, headers given as query (sha256, start, duration, continuation)."""
+    headers = dict(request.headers)
+    q = request.query_params
+    headers.update({k: v for k, v in {"x-content-sha256": q.get("sha256"), "x-chunk-start": q.get("start"),
+                                      "x-chunk-duration": q.get("duration"),
+                                      "x-chunk-continuation": q.get("continuation")}.items() if v})
+    return await _upload(request, principal, ing, recording_id, track, seq, headers)
+
+
+@router.get("/recordings/{recording_id}/ledger")
+def get_ledger(recording_id: str, principal: CurrentPrincipal, ing: IngestDep) -> dict:
+    """Per track: chunks received, gaps in seconds with their cause, covered seconds."""
+    return ledger(ing, principal, recording_id)
+
+
+@router.post("/recordings/{recording_id}/finalize", status_code=202)
+def post_finalize(recording_id: str, principal: CurrentPrincipal, ing: IngestDep) -> dict:
+    """Close the recording and start final processing (idempotent)."""
+    with session_scope(ing.engine) as s:
+        rec = ing.get_recording(s, principal, recording_id)
+    if principal.scope != "upload":
+        principal.require_role(*WRITERS)
+    ing.can_read(principal, rec)
+    rec = ing.finalize(recording_id)
+    return {"recording_id": rec.id, "status": rec.status}
+
+
+STATIC_DIR = Path(__file__).parent / "static"

@@ -1,0 +1,263 @@
+"""Chunk ingest: recordings, the upload flow, the ledger, finalize.
+
+Upload flow (each step can fail without losing or duplicating anything):
+  1. headers parsed, caller authorised, rate limits counted;
+  2. a stored row with the same (recording, track, seq) answers now: 200 if the
+     SHA-256 matches (a retry), 409 if not (the stored bytes are kept);
+  3. the body is spooled to disk while hashed (413 past the limit) and checked
+     against the declared SHA-256, magic bytes (415) and ffprobe (422 → quarantine);
+  4. the seq is *claimed* in the DB (unique row, status `uploading`) before the
+     object is written, so two different bodies can never race onto one key;
+  5. the object is written to its deterministic key, the row becomes `stored`;
+  6. per-chunk processing is enqueued by actor name (re-tried on the next retry if
+     Redis was down).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from core import keys
+from core.auth import Principal
+from core.db import session_scope
+from core.errors import Conflict, Forbidden, InvalidMedia, NotFound, QueueError
+from core.logging import bound, get_logger
+from core.models import Chunk, ProcessingStep, Recording, RejectedChunk, Track
+from core.models._types import now_ms
+from core.queue import enqueue
+from core.ratelimit import RateLimiter
+from core.storage import ObjectStore
+from ingest.headers import ChunkHeaders
+from ingest.media import check_magic, probe_file
+from ingest.spool import Spooled
+
+log = get_logger("recorder.ingest")
+WRITERS = ("admin", "interviewer", "service", "recorder")
+READERS = ("admin", "interviewer", "service", "recorder", "compliance", "assessor")
+UPLOADERS = ("admin", "service", "recorder")
+FINAL_STEPS = ("media.final", "transcript.final")
+
+
+@dataclass
+class IngestLimits:
+    max_chunk_bytes: int
+    chunk_rate_per_minute: int
+    org_rate_per_minute: int
+
+
+@dataclass
+class Ingest:
+    """The ingest use cases over real resources (DB, S3, Redis/Dramatiq)."""
+
+    engine: Engine
+    store: ObjectStore
+    broker: dramatiq.Broker
+    limiter: RateLimiter
+    limits: IngestLimits
+
+    # -- recordings -------------------------------------------------------------
+    def get_recording(self, s: Session, principal: Principal, recording_id: str) -> Recording:
+        keys.check_id(recording_id, "recording_id")
+        rec = s.get(Recording, recording_id)
+        if rec is None or rec.status == "deleted":
+            raise NotFound(f"recording {recording_id} not found", code="unknown_recording")
+        principal.require_org(rec.org)
+        return rec
+
+    def can_read(self, principal: Principal, rec: Recording) -> None:
+        if principal.scope == "upload":
+            if principal.recording_id != rec.id:
+                raise Forbidden("upload token is for another recording", code="wrong_recording")
+            return
+        principal.require_role(*READERS)
+
+    def authorize_upload(self, principal: Principal, rec: Recording, track: Track | None) -> None:
+        if principal.scope == "upload":
+            if principal.recording_id != rec.id:
+                raise Forbidden("upload token is for another recording", code="wrong_recording")
+            if track and track.participant_id and principal.participant_id not in (None, track.participant_id):
+                raise Forbidden("upload token is for another participant", code="wrong_participant")
+            return
+        principal.require_role(*UPLOADERS)
+
+    # -- chunk upload -----------------------------------------------------------
+    def precheck(self, principal: Principal, recording_id: str, track_id: str, seq: int,
+                 hdr: ChunkHeaders, declare: dict[str, str] | None) -> Chunk | None:
+        """Steps 1–2: auth, limits, duplicates. Returns the stored chunk for a retry."""
+        keys.check_id(track_id, "track")
+        with session_scope(self.engine) as s:
+            rec = self.get_recording(s, principal, recording_id)
+            track = s.exec(select(Track).where(Track.recording_id == rec.id, Track.track_id == track_id)).first()
+            self.authorize_upload(principal, rec, track)
+            if track is None and not declare:
+                raise NotFound(f"track {track_id} not declared on recording {recording_id}", code="unknown_track")
+            existing = self._chunk(s, rec.id, track_id, seq)
+            org = rec.org
+        self.limiter.hit("chunks", recording_id, self.limits.chunk_rate_per_minute)
+        self.limiter.hit("org", org, self.limits.org_rate_per_minute)
+        if existing is not None and existing.status == "stored":
+            return self._duplicate(existing, hdr.sha256)
+        if existing is not None and existing.sha256 != hdr.sha256:
+            raise Conflict(f"seq {seq} is being uploaded with other bytes", code="chunk_conflict")
+        with session_scope(self.engine) as s:
+            if s.get(Recording, recording_id).status != "recording":  # type: ignore[union-attr]
+                raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
+        return None
+
+    def _duplicate(self, stored: Chunk, sha256: str) -> Chunk:
+        if stored.sha256 != sha256:
+            raise Conflict(f"seq {stored.seq} already stored with other bytes (sha256 {stored.sha256})",
+                           code="chunk_conflict", stored_sha256=stored.sha256)
+        if not stored.enqueued:
+            self._enqueue(stored)
+        return stored
+
+    def _chunk(self, s: Session, recording_id: str, track_id: str, seq: int) -> Chunk | None:
+        return s.exec(select(Chunk).where(Chunk.recording_id == recording_id, Chunk.track_id == track_id,
+                                          Chunk.seq == seq)).first()
+
+    def store_chunk(self, principal: Principal, recording_id: str, track_id: str, seq: int,
+                    hdr: ChunkHeaders, body: Spooled, declare: dict[str, str] | None) -> tuple[Chunk, bool]:
+        """Steps 3–6 for a spooled body; returns (chunk, created)."""
+        with bound(recording_id=recording_id, phase="ingest"):
+            if body.sha256 != hdr.sha256:
+                raise _digest_mismatch(hdr.sha256, body.sha256)
+            check_magic(body.head, hdr.container, hdr.continuation)
+            org = self._org(recording_id)
+            probe = self._validate(org, recording_id, track_id, seq, hdr, body)
+            claimed = self._claim(principal, recording_id, track_id, seq, hdr, body, declare)
+            if claimed.status == "stored":
+                return self._duplicate(claimed, hdr.sha256), False
+            key = keys.chunk_key(org, recording_id, track_id, seq, hdr.container)
+            self.store.put_file(key, body.path, hdr.content_type)
+            chunk = self._mark_stored(claimed.id, key, probe, hdr)
+            self._enqueue(chunk)
+            log.info("chunk_stored", track=track_id, seq=seq, bytes=body.size)
+            return chunk, True
+
+    def _org(self, recording_id: str) -> str:
+        with session_scope(self.engine) as s:
+            return s.get(Recording, recording_id).org  # type: ignore[union-attr]
+
+    def _validate(self, org: str, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
+                  body: Spooled) -> dict[str, Any] | None:
+        if hdr.continuation:
+            return None  # a continuation blob is not playable alone; the stitcher validates it
+        try:
+            return probe_file(body.path, hdr.container).summary()
+        except InvalidMedia as exc:
+            self._quarantine(org, recording_id, track_id, seq, hdr, body, exc.message)
+            raise
+
+    def _quarantine(self, org: str, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
+                    body: Spooled, reason: str) -> None:
+        key = keys.quarantine_key(org, recording_id, track_id, seq, body.sha256)
+        self.store.put_file(key, body.path, "application/octet-stream")
+        with session_scope(self.engine) as s:
+            s.add(RejectedChunk(recording_id=recording_id, track_id=track_id, seq=seq, start_ms=hdr.start_epoch_ms,
+                                duration_ms=hdr.duration_ms, size=body.size, sha256=body.sha256,
+                                reason=reason[:1000], object_key=key))
+        log.warning("chunk_quarantined", track=track_id, seq=seq, reason=reason)
+
+    def _claim(self, principal: Principal, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
+               body: Spooled, declare: dict[str, str] | None) -> Chunk:
+        try:
+            with session_scope(self.engine) as s:
+                rec = s.get(Recording, recording_id)
+                if rec is None or rec.status != "recording":
+                    raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
+                self._ensure_track(s, principal, recording_id, track_id, declare)
+                existing = self._chunk(s, recording_id, track_id, seq)
+                if existing is not None:
+                    if existing.sha256 != hdr.sha256:
+                        raise Conflict(f"seq {seq} already claimed with other bytes", code="chunk_conflict")
+                    return existing  # a retry taking over an interrupted upload of the same bytes
+                chunk = Chunk(recording_id=recording_id, track_id=track_id, seq=seq, sha256=hdr.sha256,
+                              start_ms=hdr.start_epoch_ms, duration_ms=hdr.duration_ms, size=body.size,
+                              content_type=hdr.content_type, container=hdr.container,
+                              continuation=hdr.continuation)
+                s.add(chunk)
+                s.flush()
+                return chunk
+        except IntegrityError:  # lost a race with a concurrent upload of the same seq
+            with session_scope(self.engine) as s:
+                other = self._chunk(s, recording_id, track_id, seq)
+            if other is None or other.sha256 != hdr.sha256:
+                raise Conflict(f"seq {seq} already claimed with other bytes", code="chunk_conflict") from None
+            return other
+
+    def _ensure_track(self, s: Session, principal: Principal, recording_id: str, track_id: str,
+                      declare: dict[str, str] | None) -> None:
+        if s.exec(select(Track).where(Track.recording_id == recording_id, Track.track_id == track_id)).first():
+            return
+        if not declare:
+            raise NotFound(f"track {track_id} not declared", code="unknown_track")
+        s.add(Track(recording_id=recording_id, track_id=track_id,
+                    participant_id=declare.get("participant_id") or principal.participant_id or "",
+                    display_name=declare.get("display_name", ""), role=declare.get("role", "participant"),
+                    kind=declare.get("kind", "av")))
+        s.flush()
+
+    def _mark_stored(self, chunk_id: int | None, key: str, probe: dict[str, Any] | None, hdr: ChunkHeaders) -> Chunk:
+        with session_scope(self.engine) as s:
+            chunk = s.get(Chunk, chunk_id)
+            assert chunk is not None
+            chunk.status, chunk.object_key, chunk.probe, chunk.stored_at = "stored", key, probe, now_ms()
+            if chunk.duration_ms is None and probe and probe.get("duration_ms"):
+                chunk.duration_ms = probe["duration_ms"]
+            rec = s.get(Recording, chunk.recording_id)
+            assert rec is not None
+            rec.started_at_ms = min(rec.started_at_ms or hdr.start_epoch_ms, hdr.start_epoch_ms)
+            rec.last_chunk_at = now_ms()
+            s.add_all([chunk, rec])
+        return chunk
+
+    def _enqueue(self, chunk: Chunk) -> None:
+        try:
+            enqueue(self.broker, "process_chunk", chunk.recording_id, chunk.track_id, chunk.seq)
+            enqueue(self.broker, "transcribe_chunk", chunk.recording_id, chunk.track_id, chunk.seq)
+        except QueueError:
+            log.warning("enqueue_deferred", recording_id=chunk.recording_id, seq=chunk.seq)
+            raise
+        with session_scope(self.engine) as s:
+            row = s.get(Chunk, chunk.id)
+            if row is not None:
+                row.enqueued = True
+                s.add(row)
+        chunk.enqueued = True
+
+    # -- finalize ---------------------------------------------------------------
+    def finalize(self, recording_id: str, reason: str = "client") -> Recording:
+        """Idempotent: the first call moves recording → processing and enqueues the final actors."""
+        with session_scope(self.engine) as s:
+            rec = s.get(Recording, recording_id)
+            if rec is None:
+                raise NotFound(f"recording {recording_id} not found", code="unknown_recording")
+            if rec.status != "recording":
+                pending = s.exec(select(ProcessingStep).where(
+                    ProcessingStep.recording_id == rec.id, ProcessingStep.status == "pending",
+                    ProcessingStep.step.in_(FINAL_STEPS))).all()
+                if rec.status != "processing" or not pending:
+                    return rec  # already enqueued and picked up (or done)
+            else:
+                rec.status, rec.finalized_at = "processing", now_ms()
+                s.add(rec)
+                for step in FINAL_STEPS:
+                    s.add(ProcessingStep(recording_id=rec.id, step=step, status="pending"))
+        with bound(recording_id=recording_id, phase="finalize"):
+            enqueue(self.broker, "finalize_recording", recording_id)
+            enqueue(self.broker, "finalize_transcript", recording_id)
+            log.info("recording_finalized", reason=reason)
+        return rec
+
+
+def _digest_mismatch(declared: str, actual: str) -> Exception:
+    from core.errors import InvalidInput
+
+    return InvalidInput(f"body SHA-256 {actual} does not match the declared {declared}; the body was "
+                        "altered or truncated in transit — nothing was stored", code="digest_mismatch")

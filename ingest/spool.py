@@ -1,0 +1,60 @@
+"""Stream a request body to a temporary file, hashing and counting as it goes.
+
+The body is never held whole in memory: it is written in ~1 MiB batches from a
+thread, and the upload stops with 413 as soon as it passes the size limit.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+
+from core.errors import InvalidInput, TooLarge
+
+BATCH = 1024 * 1024
+
+
+@dataclass
+class Spooled:
+    path: str
+    size: int
+    sha256: str
+    head: bytes
+
+    def discard(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+async def spool_body(chunks: AsyncIterator[bytes], max_bytes: int, directory: str | None = None) -> Spooled:
+    """Write the stream to a temp file; return its path, size, SHA-256 and first bytes."""
+    fd, path = tempfile.mkstemp(prefix="chunk-", suffix=".part", dir=directory)
+    digest, size, head, pending = hashlib.sha256(), 0, b"", bytearray()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for data in chunks:
+                size += len(data)
+                if size > max_bytes:
+                    raise TooLarge(f"chunk is larger than {max_bytes} bytes", code="chunk_too_large")
+                if len(head) < 64:
+                    head = (head + data)[:64]
+                digest.update(data)
+                pending += data
+                if len(pending) >= BATCH:
+                    await run_in_threadpool(out.write, bytes(pending))
+                    pending.clear()
+            if pending:
+                await run_in_threadpool(out.write, bytes(pending))
+    except BaseException:
+        os.unlink(path)
+        raise
+    if size == 0:
+        os.unlink(path)
+        raise InvalidInput("empty body", code="empty_body")
+    return Spooled(path=path, size=size, sha256=digest.hexdigest(), head=head)

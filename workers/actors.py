@@ -1,0 +1,5 @@
+"""Every Dramatiq actor, registered on the broker (`dramatiq workers.actors`).
+
+Actor names must match `core.queue.ACTOR_QUEUES` (checked by a test).
+"""
+from workers import broker  # noqa: F401  (sets the broker before actors are declared)
