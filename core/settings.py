@@ -99,8 +99,8 @@ class Settings(BaseSettings):
     def _production_secrets(self) -> "Settings":
         if self.env == "production" and self.jwt_secret == DEV_JWT_SECRET:
             raise ValueError("RECORDER_JWT_SECRET must be set in production")
-        if len(self.jwt_secret) < 16:
-            raise ValueError("RECORDER_JWT_SECRET must be at least 16 characters")
+        if len(self.jwt_secret) < 32:
+            raise ValueError("RECORDER_JWT_SECRET must be at least 32 characters (HS256)")
         return self
 
     @property
