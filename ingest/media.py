@@ -20,7 +20,7 @@ CONTENT_TYPES: dict[str, str] = {
 }
 FFPROBE_FORMATS = {"webm": ("matroska", "webm"), "mp4": ("mov", "mp4", "m4a"), "ogg": ("ogg",)}
 _MP4_BOXES = (b"ftyp", b"styp", b"moof", b"moov", b"free", b"skip", b"sidx")
-TRUNCATION_TOLERANCE_S = 1.0
+TRUNCATION_TOLERANCE_S = 0.25  # last packet may end up to ~one frame early
 
 
 def container_for(content_type: str) -> str:
