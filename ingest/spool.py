@@ -1,6 +1,6 @@
 """Stream a request body to a temporary file, hashing and counting as it goes.
 
-The body is never held whole in memory: it is written in ~1 MiB batches from a
+The body is never held whole in memory: it is written in 256 KiB batches from a
 thread, and the upload stops with 413 as soon as it passes the size limit.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.errors import InvalidInput, TooLarge
 
-BATCH = 1024 * 1024
+BATCH = 256 * 1024
 
 
 @dataclass
