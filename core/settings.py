@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, gt=0, lt=65536)
     public_url: str = ""
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from browsers")
 
     max_chunk_bytes: int = Field(64 * 1024 * 1024, gt=0)
     chunk_rate_per_minute: int = Field(600, gt=0, description="chunk PUTs per recording per minute")

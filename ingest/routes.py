@@ -115,10 +115,11 @@ async def put_chunk(recording_id: str, track: str, seq: int, request: Request, p
              status_code=201)
 async def post_chunk_beacon(recording_id: str, track: str, seq: int, request: Request,
                             principal: CurrentPrincipal, ing: IngestDep) -> JSONResponse:
-    """`navigator.sendBeacon` flush: same as PUT, headers given as query (sha256, start, duration, continuation)."""
+    """`navigator.sendBeacon` flush: same as PUT; headers as query (type, sha256, start, duration, continuation)."""
     headers = dict(request.headers)
     q = request.query_params
-    headers.update({k: v for k, v in {"x-content-sha256": q.get("sha256"), "x-chunk-start": q.get("start"),
+    headers.update({k: v for k, v in {"content-type": q.get("type"),  # cross-origin beacons are untyped
+                                      "x-content-sha256": q.get("sha256"), "x-chunk-start": q.get("start"),
                                       "x-chunk-duration": q.get("duration"),
                                       "x-chunk-continuation": q.get("continuation")}.items() if v})
     return await _upload(request, principal, ing, recording_id, track, seq, headers)

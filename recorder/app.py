@@ -58,6 +58,11 @@ def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
     app.state.on_startup = []
     app.state.on_shutdown = []
     install_error_handlers(app)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["Retry-After"], max_age=600)
     app.include_router(_health_router())
     for package in (signaling, ingest, review_api):
         package.install(app)

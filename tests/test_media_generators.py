@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recorder.synth import read_pcm_48k
 from tests.media import (
-    SAMPLE_RATE, _read_pcm_48k, av_clip, chunk_spans_ms, espeak_wav, ffprobe, place_segments,
+    SAMPLE_RATE, av_clip, chromium_chunks, chunk_spans_ms, espeak_wav, ffprobe,
+    place_segments,
     speech_track, split_chunks,
 )
 
@@ -63,7 +65,7 @@ def test_av_clip_streams_duration_beeps_and_flashes(tmp_path: Path, container, v
     assert float(ffprobe(path)["format"]["duration"]) == pytest.approx(4.0, abs=0.1)
 
     # 50-ms windows: a 100-ms beep lights 2-3 of them.
-    loud = _loud_windows(_read_pcm_48k(path))
+    loud = _loud_windows(read_pcm_48k(path))
     assert loud and all(0.95 <= t <= 1.1 or 2.45 <= t <= 2.6 for t in loud), loud
     assert any(t < 1.5 for t in loud) and any(t > 2.4 for t in loud)
 
@@ -85,7 +87,7 @@ def test_av_clip_size_and_fps_are_honoured(tmp_path: Path) -> None:
 
 
 def test_espeak_wav_speaks(tmp_path: Path) -> None:
-    pcm = _read_pcm_48k(espeak_wav("hello there", tmp_path / "h.wav"))
+    pcm = read_pcm_48k(espeak_wav("hello there", tmp_path / "h.wav"))
     assert 0.3 < pcm.size / SAMPLE_RATE < 3
     assert np.abs(pcm).max() > 0.1
 
@@ -101,9 +103,15 @@ def test_speech_track_places_utterances(tmp_path: Path, container, codec) -> Non
     audio = _streams(path)["audio"]
     assert audio["codec_name"] == codec and int(audio["sample_rate"]) == 48_000
     assert float(ffprobe(path)["format"]["duration"]) == pytest.approx(6.0, abs=0.1)
-    loud = _loud_windows(_read_pcm_48k(path), level=0.02)
+    loud = _loud_windows(read_pcm_48k(path), level=0.02)
     assert loud and all(any(s - 0.05 <= t <= e + 0.05 for s, e, _ in placed) for t in loud)
     assert any(t < 1.0 for t in loud) and any(3.0 <= t < 3.5 for t in loud)
+
+
+def test_speech_track_is_deterministic(tmp_path: Path) -> None:
+    a, _ = speech_track(tmp_path / "a.webm", [(0.2, "same words")], 2.0)
+    b, _ = speech_track(tmp_path / "b.webm", [(0.2, "same words")], 2.0)
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_speech_track_cuts_at_total(tmp_path: Path) -> None:
@@ -134,3 +142,48 @@ def test_split_chunks_audio_only(tmp_path: Path) -> None:
     chunks = split_chunks(src, tmp_path / "chunks", chunk_s=1)
     assert [c[1] for c in chunks] == [0, 1000, 2000]
     assert all({s["codec_type"] for s in ffprobe(p)["streams"]} == {"audio"} for p, _, _ in chunks)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("mime,container,vcodec", [
+    ("video/webm;codecs=vp8,opus", "matroska,webm", "vp8"), ("video/mp4", "mov,mp4,m4a,3gp,3g2,mj2", None)])
+def test_chromium_stopstart_blobs_are_complete_files(tmp_path: Path, mime, container, vcodec) -> None:
+    chunks = chromium_chunks(tmp_path, "stopstart", seconds=3, chunk_ms=1000, mime=mime)
+    assert [c["seq"] for c in chunks] == [0, 1, 2]
+    starts = [c["start_ms"] for c in chunks]
+    assert starts == sorted(starts) and starts[0] > 1_600_000_000_000  # epoch ms
+    for c in chunks:
+        assert not c["continuation"] and c["mime"].startswith(mime.split(";")[0])
+        info = ffprobe(c["path"])
+        assert info["format"]["format_name"] == container
+        assert float(info["format"]["duration"]) == pytest.approx(c["duration_ms"] / 1000, abs=0.3)
+        codecs = {s["codec_type"]: s["codec_name"] for s in info["streams"]}
+        assert codecs["audio"] == "opus" and (vcodec is None or codecs["video"] == vcodec)
+
+
+@pytest.mark.browser
+def test_chromium_timeslice_blobs_join_into_one_file(tmp_path: Path) -> None:
+    chunks = chromium_chunks(tmp_path, "timeslice", seconds=3, chunk_ms=1000)
+    assert len(chunks) >= 3
+    assert [c["continuation"] for c in chunks] == [False] + [True] * (len(chunks) - 1)
+    first = chunks[0]["path"].read_bytes()
+    assert first[:4] == b"\x1a\x45\xdf\xa3"  # EBML header only in blob 0
+    assert all(c["path"].read_bytes()[:4] != b"\x1a\x45\xdf\xa3" for c in chunks[1:])
+    for a, b in zip(chunks, chunks[1:]):  # each blob starts where the previous ended
+        assert b["start_ms"] == a["start_ms"] + a["duration_ms"]
+    joined = tmp_path / "joined.webm"
+    joined.write_bytes(b"".join(c["path"].read_bytes() for c in chunks))
+    decoded = read_pcm_48k(joined)
+    assert decoded.size / SAMPLE_RATE == pytest.approx(3.0, abs=0.5)
+
+
+@pytest.mark.browser
+def test_chromium_records_a_given_wav_as_the_microphone(tmp_path: Path) -> None:
+    wav, placed = speech_track(tmp_path / "mic.wav", [(0.3, "hello there general kenobi")], 3.0, container="wav")
+    (chunk,) = chromium_chunks(tmp_path / "out", "stopstart", seconds=3, chunk_ms=3000,
+                               mime="audio/webm;codecs=opus", audio_wav=wav)
+    assert [s["codec_type"] for s in ffprobe(chunk["path"])["streams"]] == ["audio"]
+    # The wav loops; over 3 s its ~1.6 s of speech is loud (the built-in fake mic only beeps briefly).
+    loud_s = len(_loud_windows(read_pcm_48k(chunk["path"]), level=0.02)) * 0.05
+    speech_s = placed[0][1] - placed[0][0]
+    assert speech_s - 0.5 < loud_s < speech_s + 0.5
