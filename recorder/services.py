@@ -41,14 +41,15 @@ class ManagedProcess:
     env: dict[str, str] | None = None
     cwd: Path | None = None
     user: str | None = None
+    stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self) -> "ManagedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        cmd = ["runuser", "-u", self.user, "--", *self.cmd] if self.user else self.cmd
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                     cwd=self.cwd, start_new_session=True)
+        as_user = {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
+        self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                     cwd=self.cwd, start_new_session=True, **as_user)
         log.close()
         return self
 
@@ -75,7 +76,7 @@ class ManagedProcess:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, self.stop_signal)
             self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -175,6 +176,7 @@ def start_postgres(data_dir: Path, port: int) -> ManagedProcess:
     proc = ManagedProcess("postgres", [
         postgres_bin("postgres"), "-D", str(pgdata), "-p", str(port), "-k", str(data_dir),
         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
-        data_dir / "postgres.log", user=user, cwd=Path("/")).start()
+        data_dir / "postgres.log", user=user, cwd=Path("/"),
+        stop_signal=signal.SIGINT).start()  # SIGINT = fast shutdown (SIGTERM waits for clients)
     proc.wait_until(lambda: port_open(port), 30)
     return proc
