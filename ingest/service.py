@@ -19,6 +19,7 @@ from typing import Any
 
 import dramatiq
 from sqlalchemy.engine import Engine
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -135,7 +136,9 @@ class Ingest:
                 return self._duplicate(claimed, hdr.sha256), False
             key = keys.chunk_key(org, recording_id, track_id, seq, hdr.container)
             self.store.put_file(key, body.path, hdr.content_type)
-            chunk = self._mark_stored(claimed.id, key, probe, hdr)
+            chunk, created = self._mark_stored(claimed.id, key, probe, hdr)
+            if not created:
+                return self._duplicate(chunk, hdr.sha256), False
             self._enqueue(chunk)
             log.info("chunk_stored", track=track_id, seq=seq, bytes=body.size)
             return chunk, True
@@ -203,19 +206,24 @@ class Ingest:
                     kind=declare.get("kind", "av")))
         s.flush()
 
-    def _mark_stored(self, chunk_id: int | None, key: str, probe: dict[str, Any] | None, hdr: ChunkHeaders) -> Chunk:
+    def _mark_stored(self, chunk_id: int | None, key: str, probe: dict[str, Any] | None,
+                     hdr: ChunkHeaders) -> tuple[Chunk, bool]:
+        """uploading → stored, atomically: of two concurrent uploads of the same bytes only one
+        flips the row (and answers 201); the other wrote identical bytes and answers 200."""
         with session_scope(self.engine) as s:
+            flipped = s.exec(update(Chunk).where(Chunk.id == chunk_id, Chunk.status == "uploading").values(
+                status="stored", object_key=key, probe=probe, stored_at=now_ms(),
+                duration_ms=func.coalesce(Chunk.duration_ms, (probe or {}).get("duration_ms")))).rowcount == 1
             chunk = s.get(Chunk, chunk_id)
             assert chunk is not None
-            chunk.status, chunk.object_key, chunk.probe, chunk.stored_at = "stored", key, probe, now_ms()
-            if chunk.duration_ms is None and probe and probe.get("duration_ms"):
-                chunk.duration_ms = probe["duration_ms"]
-            rec = s.get(Recording, chunk.recording_id)
-            assert rec is not None
-            rec.started_at_ms = min(rec.started_at_ms or hdr.start_epoch_ms, hdr.start_epoch_ms)
-            rec.last_chunk_at = now_ms()
-            s.add_all([chunk, rec])
-        return chunk
+            s.refresh(chunk)
+            if flipped:
+                rec = s.get(Recording, chunk.recording_id)
+                assert rec is not None
+                rec.started_at_ms = min(rec.started_at_ms or hdr.start_epoch_ms, hdr.start_epoch_ms)
+                rec.last_chunk_at = now_ms()
+                s.add(rec)
+        return chunk, flipped
 
     def _enqueue(self, chunk: Chunk) -> None:
         try:
