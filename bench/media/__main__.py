@@ -1,0 +1,3 @@
+from bench.media.run import main
+
+main()

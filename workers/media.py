@@ -1,0 +1,306 @@
+"""Media actors: validate chunks, composite windows while recording, finalize after hang-up.
+
+    process_chunk(rec, track, seq)  probe the chunk; enqueue windows that became ready
+    composite_window(rec, index)    stitch the window's chunks per track, composite,
+                                    upload windows/{index}.mp4 + .jpg + HLS segments + .json
+    finalize_recording(rec)         last window(s) → concat by stream copy →
+                                    outputs/composite.mp4, outputs/hls/index.m3u8,
+                                    outputs/poster.jpg, outputs/thumbs/strip.jpg; "media.final"
+
+Idempotent: every object key is deterministic, each file is written locally first and
+uploaded whole (an S3 PUT replaces an object atomically), and the window manifest
+(.json, holding the inputs' fingerprint) is uploaded last: a worker killed mid-step
+leaves either the old object or the new one, and the re-run redoes the step.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+from sqlmodel import select
+
+from compositor import container as cbytes
+from compositor.composite import CompositeOptions, Participant, composite_window as render_window
+from compositor.outputs import HlsSegment, concat_windows, grab_jpeg, hls_playlist, thumbnail_strip, window_hls
+from compositor.probe import probe
+from compositor.stitch import Source, join_parts, stitch
+from compositor.windows import (ChunkRef, InputGroup, fingerprint, ready_windows, timeline_end,
+                                window_count, window_inputs)
+from core import keys
+from core.db import session_scope
+from core.errors import InvalidMedia, NotFound, RecorderError
+from core.logging import bound, get_logger
+from core.models import Chunk, ProcessingStep, Recording, Track
+from core.queue import enqueue
+from core.timeline import to_timeline
+from workers import broker as res
+from workers.status import mark_step
+
+log = get_logger("workers.media")
+LOOKBACK_MS = 5000  # VAD warm-up for the active speaker + AAC priming before each window
+OPTIONS_VERSION = 1  # bump when rendering changes, so stored windows are re-rendered
+
+
+def _retry_when(retries: int, exc: BaseException) -> bool:
+    """Retry transient failures (up to 8 times, with dramatiq's exponential backoff)."""
+    if isinstance(exc, RecorderError) and not exc.retryable:
+        return False
+    return retries < 8
+
+
+_ACTOR = dict(queue_name="media", retry_when=_retry_when, min_backoff=500, max_backoff=60_000,
+              time_limit=30 * 60_000)
+
+
+# ---------------------------------------------------------------- ledger → plan
+
+def _load(recording_id: str) -> tuple[Recording, list[Track], dict[str, list[ChunkRef]]]:
+    with session_scope(res.engine()) as s:
+        rec = s.get(Recording, recording_id)
+        if rec is None:
+            raise NotFound(f"recording {recording_id} not found", code="recording_not_found")
+        tracks = list(s.exec(select(Track).where(Track.recording_id == recording_id)).all())
+        rows = s.exec(select(Chunk).where(Chunk.recording_id == recording_id, Chunk.status == "stored")).all()
+        bad = {st.step for st in s.exec(select(ProcessingStep).where(
+            ProcessingStep.recording_id == recording_id, ProcessingStep.status == "failed")).all()}
+    origin = rec.started_at_ms if rec.started_at_ms is not None else min((c.start_ms for c in rows), default=0)
+    chunks: dict[str, list[ChunkRef]] = {}
+    for c in rows:
+        if _chunk_step(c.track_id, c.seq) in bad:
+            continue  # invalid media: left out, its span becomes a gap
+        start = to_timeline(c.start_ms, origin)
+        end = start + c.duration_ms if c.duration_ms else None
+        chunks.setdefault(c.track_id, []).append(ChunkRef(c.track_id, c.seq, start, end, c.continuation,
+                                                          c.sha256, c.object_key, c.container or "webm"))
+    return rec, tracks, chunks
+
+
+def _chunk_step(track_id: str, seq: int) -> str:
+    return f"chunk.{track_id}.{seq:06d}"
+
+
+def _window_step(index: int) -> str:
+    return f"window.{index:06d}"
+
+
+def _plan(rec: Recording, chunks: dict[str, list[ChunkRef]], index: int, end_ms: int | None) -> dict[str, Any]:
+    """What window `index` is made of; its fingerprint decides if a stored window is current."""
+    w = res.settings.window_ms
+    start, stop = max(0, index * w - LOOKBACK_MS), (index + 1) * w
+    groups = {t: window_inputs(cs, start, stop) for t, cs in sorted(chunks.items())}
+    desc = {t: [[g.header.seq, g.header.sha256, g.contiguous, [[p.seq, p.sha256] for p in g.parts]] for g in gs]
+            for t, gs in groups.items()}
+    fp = fingerprint({"v": OPTIONS_VERSION, "layout": rec.layout, "window_ms": w, "end": end_ms, "in": desc})
+    return {"groups": groups, "fingerprint": fp}
+
+
+def _manifest(rec: Recording, index: int) -> dict[str, Any] | None:
+    try:
+        return json.loads(res.store().get_bytes(keys.window_key(rec.org, rec.id, index, "json")))
+    except NotFound:
+        return None
+
+
+# ---------------------------------------------------------------- inputs → local files
+
+def _download(key: str, path: Path) -> Path:
+    res.store().download(key, str(path))
+    return path
+
+
+def _group_source(group: InputGroup, tmp: Path) -> Source:
+    """One local playable file for an input group, placed at its header's real start."""
+    head = _download(group.header.key, tmp / f"{group.header.track_id}-{group.header.seq}.{group.header.container}")
+    if not group.parts:
+        return Source(head, group.header.start_ms)
+    parts = [_download(p.key, tmp / f"{p.track_id}-{p.seq}.part") for p in group.parts]
+    joined = tmp / f"{group.header.track_id}-{group.header.seq}-joined.{group.header.container}"
+    if group.contiguous:
+        return Source(join_parts([head, *parts], joined), group.header.start_ms)
+    first = parts[0].read_bytes()
+    sync = cbytes.first_sync_offset(first, group.header.container)
+    if sync is None:
+        raise InvalidMedia(f"no cluster/fragment start in chunk {group.parts[0].seq}", code="no_sync_point")
+    init = cbytes.init_segment(head.read_bytes(), group.header.container)
+    join_parts([init, first[sync:], *parts[1:]], joined)
+    return Source(joined, group.header.start_ms, origin_ms=probe(head).origin_ms)
+
+
+def _participants(rec: Recording, tracks: list[Track], files: dict[str, Path]) -> list[Participant]:
+    """Tiles in a stable order; the client layout shows its composite video once, unlabelled."""
+    ordered = sorted((t for t in tracks if t.track_id in files), key=lambda t: (t.participant_id, t.track_id))
+    if rec.layout == "client":
+        video = [Participant("", video=files[t.track_id]) for t in ordered if t.kind == "composite"]
+        voices = [Participant(t.display_name, audio=files[t.track_id]) for t in ordered if t.kind in ("audio", "av")]
+        return video[:1] + voices
+    people: dict[str, dict[str, Any]] = {}
+    for t in ordered:
+        p = people.setdefault(t.participant_id or t.track_id, {"name": t.display_name or t.participant_id})
+        if t.kind in ("video", "av", "composite"):
+            p.setdefault("video", files[t.track_id])
+        if t.kind in ("audio", "av"):
+            p.setdefault("audio", files[t.track_id])
+    return [Participant(p["name"], p.get("video"), p.get("audio")) for p in people.values()]
+
+
+# ---------------------------------------------------------------- one window
+
+def _render(rec: Recording, tracks: list[Track], plan: dict[str, Any], index: int,
+            end_ms: int | None) -> dict[str, Any]:
+    """Composite window `index` and upload it; returns the manifest (uploaded last)."""
+    st, w = res.store(), res.settings.window_ms
+    with tempfile.TemporaryDirectory(prefix=f"win{index}-") as tmpdir:
+        tmp = Path(tmpdir)
+        files, gaps = {}, {}
+        for track_id, groups in plan["groups"].items():
+            if not groups:
+                continue
+            sources = [_group_source(g, tmp) for g in groups]
+            report = stitch(sources, tmp / f"{track_id}.mkv")
+            files[track_id] = tmp / f"{track_id}.mkv"
+            gaps[track_id] = [[g.start_ms, g.end_ms] for g in report.gaps]
+        out = tmp / "window.mp4"
+        result = render_window(_participants(rec, tracks, files), index, w, out,
+                               CompositeOptions(layout=rec.layout if rec.layout in ("grid", "speaker", "client")
+                                                else "grid"), end_ms=end_ms)
+        segments = window_hls(out, index, w, tmp / "hls", "w")
+        thumb = grab_jpeg(out, min(w, (end_ms or w * (index + 1)) - index * w) / 2, 160)
+        st.put_file(keys.window_key(rec.org, rec.id, index), str(out), "video/mp4")
+        for seg in segments:
+            st.put_file(keys.output_key(rec.org, rec.id, f"hls/{seg.uri}"), str(tmp / "hls" / seg.uri), "video/mp2t")
+        st.put_bytes(keys.window_key(rec.org, rec.id, index, "jpg"), thumb, "image/jpeg")
+    manifest = {"fingerprint": plan["fingerprint"], "index": index, "frames": result.frames,
+                "segments": [asdict(s) for s in segments], "gaps": gaps, "speakers": result.speakers,
+                "labels": result.labels}
+    st.put_bytes(keys.window_key(rec.org, rec.id, index, "json"), json.dumps(manifest).encode(), "application/json")
+    return manifest
+
+
+def _ensure_window(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]], index: int,
+                   end_ms: int | None) -> dict[str, Any]:
+    """The window's manifest, rendering it first unless a current one is stored."""
+    plan = _plan(rec, chunks, index, end_ms)
+    manifest = _manifest(rec, index)
+    if manifest is not None and manifest.get("fingerprint") == plan["fingerprint"] \
+            and res.store().exists(keys.window_key(rec.org, rec.id, index)):
+        return manifest
+    step = _window_step(index)
+    mark_step(res.engine(), rec.id, step, "running")
+    with bound(recording_id=rec.id, phase=step):
+        manifest = _render(rec, tracks, plan, index, end_ms)
+        log.info("window_rendered", frames=manifest["frames"])
+    mark_step(res.engine(), rec.id, step, "done")
+    return manifest
+
+
+def _failing(recording_id: str, step: str, exc: RecorderError) -> None:
+    """Store the reason of a non-retryable failure on the step (and re-raise to dramatiq)."""
+    if not exc.retryable:
+        mark_step(res.engine(), recording_id, step, "failed", error=f"{exc.code}: {exc.message}"[:1000])
+    raise exc
+
+
+# ---------------------------------------------------------------- actors
+
+@dramatiq.actor(**_ACTOR)
+def process_chunk(recording_id: str, track_id: str, seq: int) -> None:
+    """Validate one stored chunk, then enqueue every window that became ready."""
+    with bound(recording_id=recording_id, phase="process_chunk"):
+        rec, _, chunks = _load(recording_id)
+        ref = next((c for c in chunks.get(track_id, []) if c.seq == seq), None)
+        if ref is None:
+            log.info("chunk_not_stored", track_id=track_id, seq=seq)
+            return
+        step = _chunk_step(track_id, seq)
+        if not ref.continuation:
+            with tempfile.TemporaryDirectory(prefix="chunk-") as tmp:
+                try:
+                    probe(_download(ref.key, Path(tmp) / f"chunk.{ref.container}"), what=f"{track_id}/{seq}")
+                except InvalidMedia as exc:
+                    _failing(recording_id, step, exc)
+        mark_step(res.engine(), recording_id, step, "done")
+        if rec.status != "recording":
+            return  # finalize owns the remaining windows
+        _schedule(rec, chunks, ref)
+
+
+def _schedule(rec: Recording, chunks: dict[str, list[ChunkRef]], ref: ChunkRef) -> None:
+    w = res.settings.window_ms
+    ready = set(ready_windows(chunks, w, grace_ms=w))
+    with session_scope(res.engine()) as s:
+        steps = {st.step: st.status for st in s.exec(select(ProcessingStep).where(
+            ProcessingStep.recording_id == rec.id, ProcessingStep.step.startswith("window."))).all()}
+    late = {i for i in range(ref.start_ms // w, (ref.end_ms or ref.start_ms) // w + 1)
+            if steps.get(_window_step(i)) == "done"}  # a late chunk changes finished windows
+    for index in sorted((ready - {int(k[7:]) for k in steps}) | late):
+        mark_step(res.engine(), rec.id, _window_step(index), "pending")
+        enqueue(res.broker, "composite_window", rec.id, index)
+
+
+@dramatiq.actor(**_ACTOR)
+def composite_window(recording_id: str, index: int) -> None:
+    """Render one window (no-op when the stored window already matches its inputs)."""
+    with bound(recording_id=recording_id, phase=_window_step(index)):
+        rec, tracks, chunks = _load(recording_id)
+        if rec.status not in ("recording", "processing"):
+            return
+        try:
+            _ensure_window(rec, tracks, chunks, index, None)
+        except RecorderError as exc:
+            _failing(recording_id, _window_step(index), exc)
+
+
+@dramatiq.actor(**_ACTOR)
+def finalize_recording(recording_id: str) -> None:
+    """Last window(s), then concat → MP4 + HLS + poster + thumbnails; marks "media.final"."""
+    with bound(recording_id=recording_id, phase="media.final"):
+        rec, tracks, chunks = _load(recording_id)
+        mark_step(res.engine(), recording_id, "media.final", "running")
+        try:
+            outputs = _finalize(rec, tracks, chunks)
+        except RecorderError as exc:
+            _failing(recording_id, "media.final", exc)
+        with session_scope(res.engine()) as s:
+            row = s.get(Recording, recording_id)
+            row.outputs = {**(row.outputs or {}), **outputs}
+            s.add(row)
+        mark_step(res.engine(), recording_id, "media.final", "done")
+
+
+def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]]) -> dict[str, Any]:
+    if not chunks:
+        raise InvalidMedia("recording has no valid chunks", code="no_chunks")
+    w, st = res.settings.window_ms, res.store()
+    end = timeline_end(chunks)
+    count = window_count(end, w)
+    manifests = []
+    for i in range(count):
+        manifests.append(_ensure_window(rec, tracks, chunks, i, end if end < (i + 1) * w else None))
+    mark_step(res.engine(), rec.id, "media.final", "running", progress=0.5)  # windows ready; joining
+    with tempfile.TemporaryDirectory(prefix="final-") as tmpdir:
+        tmp = Path(tmpdir)
+        paths = [tmp / f"{i:06d}.mp4" for i in range(count)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda i: _download(keys.window_key(rec.org, rec.id, i), paths[i]), range(count)))
+            thumbs = list(pool.map(lambda i: st.get_bytes(keys.window_key(rec.org, rec.id, i, "jpg")), range(count)))
+        concat_windows(paths, w, tmp / "composite.mp4")
+        poster = grab_jpeg(paths[0], min(2000, end / 2), 1280)
+        out = {name: keys.output_key(rec.org, rec.id, name)
+               for name in ("composite.mp4", "hls/index.m3u8", "poster.jpg", "thumbs/strip.jpg")}
+        st.put_file(out["composite.mp4"], str(tmp / "composite.mp4"), "video/mp4")
+    segments = [HlsSegment(**s) for m in manifests for s in m["segments"]]
+    st.put_bytes(out["hls/index.m3u8"], hls_playlist(segments).encode(), "application/vnd.apple.mpegurl")
+    st.put_bytes(out["poster.jpg"], poster, "image/jpeg")
+    st.put_bytes(out["thumbs/strip.jpg"], thumbnail_strip(thumbs), "image/jpeg")
+    gaps: dict[str, list] = {}
+    for m in manifests:
+        for track, spans in m["gaps"].items():
+            gaps.setdefault(track, []).extend(s for s in spans if s not in gaps.get(track, []))
+    return {"composite": out["composite.mp4"], "hls": out["hls/index.m3u8"], "poster": out["poster.jpg"],
+            "thumbnails": out["thumbs/strip.jpg"], "duration_ms": end, "windows": count,
+            "media_gaps": gaps, "labels": all(m.get("labels", False) for m in manifests)}
