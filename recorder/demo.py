@@ -159,10 +159,11 @@ def _report(client: httpx.Client, stack: LocalStack, rec: str, status: dict, con
     console.print("[bold]transcript excerpt[/]")
     for line in text.strip().splitlines()[:6]:
         console.print(f"  {line}")
-    hits = client.get("/v1/search", params={"q": "PostgreSQL", "role": "candidate"}).json()
-    top = (hits.get("hits") or hits.get("results") or [{}])[0]
-    console.print(f"[bold]search[/] 'PostgreSQL' (candidate): {len(hits.get('hits') or hits.get('results') or [])} "
-                  f"hit(s); top: {top.get('snippet', '')!r} → {stack.api_url}{top.get('deep_link', '')}")
+    found = client.get("/v1/search", params={"q": "PostgreSQL", "role": "candidate"}).raise_for_status().json()
+    console.print(f"[bold]search[/] 'PostgreSQL' said by the candidate: {found['count']} hit(s)")
+    for hit in found["hits"][:2]:
+        snippet = hit["snippet"].replace("<mark>", "[reverse]").replace("</mark>", "[/reverse]")
+        console.print(f"  {hit.get('speaker', '')}: {snippet} → {stack.api_url}{hit['link']}")
     console.print("[bold]outputs[/]")
     for name, key in sorted((status.get("outputs") or {}).items()):
         console.print(f"  {name}: s3://recordings/{key}" if isinstance(key, str) else f"  {name}: {key}")
