@@ -10,7 +10,7 @@ from typing import Iterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import Session, SQLModel, create_engine
 
 from core.errors import DatabaseError
@@ -35,11 +35,20 @@ def make_engine(url: str) -> Engine:
 
 
 def create_all(engine: Engine) -> None:
-    """Create every table of every model module (idempotent)."""
+    """Create every table of every model module (idempotent, safe for racing processes)."""
     import core.models  # noqa: F401  (registers the tables)
 
-    with translated():
-        SQLModel.metadata.create_all(engine)
+    for attempt in range(5):
+        try:
+            SQLModel.metadata.create_all(engine)
+            return
+        except (ProgrammingError, IntegrityError, OperationalError) as exc:
+            # Two processes starting on a fresh database race between "does it exist?" and
+            # CREATE; the loser sees "already exists" and simply checks again.
+            if "already exists" in str(exc) and attempt < 4:
+                continue
+            with translated():
+                raise
 
 
 @contextmanager

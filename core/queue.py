@@ -17,6 +17,7 @@ ACTOR_QUEUES: dict[str, str] = {
     "process_chunk": "media",
     "composite_window": "media",
     "finalize_recording": "media",
+    "media_failed": "media",  # internal: dramatiq's on_retry_exhausted callback of the media actors
     "finalize_transcript": "transcribe",
     "transcribe_chunk": "transcribe",
     "retranscribe_recording": "transcribe",

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     org_rate_per_minute: int = Field(20000, gt=0, description="requests per org per minute")
     finalize_idle_s: int = Field(600, gt=0, description="auto-finalize after this much silence")
     window_ms: int = Field(30000, gt=0, description="composite window length on the timeline")
+    media_max_retries: int = Field(8, ge=0, le=20, description="retries of a media step (transient errors) "
+                                                                "before it is marked failed")
 
     whisper_model: str = Field("", description="CTranslate2 model dir or name; empty = bundled tiny.en")
     whisper_device: str = "cpu"
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
     whisper_threads: int = Field(2, gt=0)
     whisper_beam_size: int = Field(5, gt=0)
     vad_aggressiveness: int = Field(2, ge=0, le=3)
+    transcribe_batch_s: float = Field(20.0, ge=0, le=60, description="hold finished speech until this much "
+                                      "is ready (fills the model's 30-s window); 0 = transcribe every chunk")
 
     worker_processes: int = Field(1, gt=0)
     worker_threads: int = Field(2, gt=0)
@@ -73,6 +77,11 @@ class Settings(BaseSettings):
     orphan_sweep_s: float = Field(5.0, gt=0, description="orphan closer period")
     signal_heartbeat_s: float = Field(2.5, gt=0, description="WebSocket ping period; 2 missed = gone")
     signal_max_message_bytes: int = Field(64 * 1024, gt=0, description="largest signaling message")
+
+    bot_api_url: str = Field("", description="API base URL the recording bot calls; empty = api_base_url")
+    bot_segment_s: float = Field(30.0, gt=0, le=600, description="length of the bot's per-track segments")
+    bot_upload_give_up_s: float = Field(900.0, gt=0, description="stop retrying one segment upload after this")
+    bot_ice_loopback: bool = Field(False, description="bot gathers only 127.0.0.1 ICE candidates (tests)")
 
     webhook_url: str = ""
     webhook_secret: str = ""

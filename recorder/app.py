@@ -6,6 +6,7 @@ dependencies, never through globals.
 """
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -42,6 +43,9 @@ def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
                 log.warning("bucket_not_ready", error=exc.message)
         for start in app.state.on_startup:
             await start(app)
+        # Long-lived start-up objects never die: keep them out of the cyclic GC, whose
+        # gen-2 passes otherwise stall the event loop (and signaling relay) for 100s of ms.
+        gc.freeze()
         yield
         for stop in app.state.on_shutdown:
             await stop(app)

@@ -32,7 +32,8 @@ def api(host: Optional[str] = typer.Option(None, help="bind address (default REC
 
     s = Settings()
     uvicorn.run("recorder.app:app_from_env", factory=True, host=host or s.api_host,
-                port=port or s.api_port, log_config=None, ws_max_size=256 * 1024, timeout_graceful_shutdown=5)
+                port=port or s.api_port, log_config=None, ws_max_size=256 * 1024, ws_per_message_deflate=False,
+                timeout_graceful_shutdown=5)
 
 
 @app.command()
@@ -80,7 +81,7 @@ def token(org: str = typer.Option(..., help="organisation id"),
 def up(data_dir: Path = typer.Option(Path("./var"), help="where services keep data and logs"),
        api_port: int = typer.Option(8000, help="API port on 127.0.0.1"),
        workers: int = typer.Option(1, help="worker processes"),
-       bot: bool = typer.Option(False, help="also run the recording bot")) -> None:
+       bot: bool = typer.Option(True, help="also run the recording bot")) -> None:
     """Start the whole stack on 127.0.0.1 (redis, S3, API, workers, bot); Ctrl-C stops it all."""
     from recorder.stack import LocalStack, StackOptions, wait_forever
 

@@ -24,7 +24,7 @@ class StackOptions:
     api_port: int = 8000
     worker_processes: int = 1
     worker_threads: int = 2
-    with_bot: bool = False
+    with_bot: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -71,7 +71,8 @@ class LocalStack:
                     "RECORDER_S3_ACCESS_KEY": creds["s3_access_key"],
                     "RECORDER_S3_SECRET_KEY": creds["s3_secret_key"],
                     "RECORDER_JWT_SECRET": creds["jwt_secret"],
-                    "RECORDER_API_PORT": str(self.opt.api_port)}
+                    "RECORDER_API_PORT": str(self.opt.api_port),
+                    "RECORDER_BOT_API_URL": self.api_url}
         (self.data_dir / "stack.env").write_text(
             "".join(f"{k}={v}\n" for k, v in self.env.items() if k.startswith("RECORDER_")))
         self._start_child("api", ["api"])

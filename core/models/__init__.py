@@ -4,3 +4,4 @@ from core.models.room import CallSession, Room, RoomTransition
 
 __all__ = ["Chunk", "ProcessingStep", "Recording", "RejectedChunk", "Track"]
 __all__ += ["CallSession", "Room", "RoomTransition"]
+

@@ -86,7 +86,7 @@ def test_recorder_up_serves_and_stops_every_child(tmp_path: Path) -> None:
             kids = _children(proc.pid)
             names = " ".join(" ".join(k.cmdline()) for k in kids)
         assert "redis-server" in names and "weed" in names and "recorder api" in names.replace("-m ", "")
-        assert "dramatiq" in names
+        assert "dramatiq" in names and "recorder bot" in names.replace("-m ", "")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -1,0 +1,1 @@
+"""Signaling benchmark (`python -m bench.signaling [--quick]`)."""

@@ -1,0 +1,3 @@
+from bench.signaling.run import main
+
+main()

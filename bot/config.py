@@ -1,0 +1,29 @@
+"""The bot's options, taken once from `Settings` by `bot.service.run()`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.api import ApiOptions
+from bot.segments import SegmentPolicy
+from core.settings import Settings
+
+
+@dataclass(frozen=True)
+class BotConfig:
+    api: ApiOptions
+    redis_url: str
+    spool_dir: Path
+    policy: SegmentPolicy
+    participant_id: str = "recorder-bot"
+    display_name: str = "Recorder"
+    stop_grace_s: float = 30.0      # on shutdown, wait this long for the last uploads
+    rejoin_after_s: float = 5.0     # retry a room another bot holds / that failed
+    ice_loopback: bool = False
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> BotConfig:
+        api = ApiOptions(base_url=s.bot_api_url or s.api_base_url, jwt_secret=s.jwt_secret,
+                         jwt_issuer=s.jwt_issuer, give_up_s=s.bot_upload_give_up_s)
+        return cls(api=api, redis_url=s.redis_url, spool_dir=Path(s.data_dir) / "bot",
+                   policy=SegmentPolicy(segment_ms=round(s.bot_segment_s * 1000)), ice_loopback=s.bot_ice_loopback)
