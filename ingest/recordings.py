@@ -13,7 +13,7 @@ from core.models import Chunk, ProcessingStep, Recording, RejectedChunk, Track
 from core.timeline import to_timeline
 from ingest.ledger import ChunkSpan, build_track_ledger
 from ingest.schemas import ChunkPublic, RecordingCreate, RecordingPublic, TrackPublic
-from ingest.service import WRITERS, Ingest
+from ingest.service import Ingest
 
 
 def client_key_for(body: RecordingCreate, idempotency_key: str | None) -> str:
@@ -29,7 +29,7 @@ def client_key_for(body: RecordingCreate, idempotency_key: str | None) -> str:
 
 def create_recording(ing: Ingest, principal: Principal, body: RecordingCreate,
                      idempotency_key: str | None) -> tuple[RecordingPublic, bool]:
-    principal.require_role(*WRITERS)
+    ing.require_writer(principal)
     key = client_key_for(body, idempotency_key)
     for _ in range(2):
         with session_scope(ing.engine) as s:

@@ -15,7 +15,7 @@ from core.http import CurrentPrincipal
 from ingest.headers import check_seq, parse_chunk_headers
 from ingest.recordings import chunk_public, create_recording, ledger, recording_public
 from ingest.schemas import ChunkPublic, RecordingCreate, RecordingPublic, TokenPublic, UploadTokenRequest
-from ingest.service import WRITERS, Ingest
+from ingest.service import Ingest
 from ingest.spool import spool_body
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -50,7 +50,7 @@ def get_recording(recording_id: str, principal: CurrentPrincipal, ing: IngestDep
 def post_upload_token(recording_id: str, body: UploadTokenRequest, principal: CurrentPrincipal,
                       ing: IngestDep, request: Request) -> TokenPublic:
     """A short-lived token that may upload chunks of this recording for one participant."""
-    principal.require_role(*WRITERS)
+    ing.require_writer(principal)
     with session_scope(ing.engine) as s:
         rec = ing.get_recording(s, principal, recording_id)
     settings = request.app.state.settings
@@ -137,7 +137,7 @@ def post_finalize(recording_id: str, principal: CurrentPrincipal, ing: IngestDep
     with session_scope(ing.engine) as s:
         rec = ing.get_recording(s, principal, recording_id)
     if principal.scope != "upload":
-        principal.require_role(*WRITERS)
+        ing.require_writer(principal)
     ing.can_read(principal, rec)
     rec = ing.finalize(recording_id)
     return {"recording_id": rec.id, "status": rec.status}

@@ -70,11 +70,17 @@ class Ingest:
         principal.require_org(rec.org)
         return rec
 
+    def require_writer(self, principal: Principal) -> None:
+        """API-scoped token with a role that may create/close recordings."""
+        _require_api_scope(principal)
+        principal.require_role(*WRITERS)
+
     def can_read(self, principal: Principal, rec: Recording) -> None:
         if principal.scope == "upload":
             if principal.recording_id != rec.id:
                 raise Forbidden("upload token is for another recording", code="wrong_recording")
             return
+        _require_api_scope(principal)
         principal.require_role(*READERS)
 
     def authorize_upload(self, principal: Principal, rec: Recording, track: Track | None) -> None:
@@ -84,6 +90,7 @@ class Ingest:
             if track and track.participant_id and principal.participant_id not in (None, track.participant_id):
                 raise Forbidden("upload token is for another participant", code="wrong_participant")
             return
+        _require_api_scope(principal)
         principal.require_role(*UPLOADERS)
 
     # -- chunk upload -----------------------------------------------------------
@@ -262,6 +269,11 @@ class Ingest:
             enqueue(self.broker, "finalize_transcript", recording_id)
             log.info("recording_finalized", reason=reason)
         return rec
+
+
+def _require_api_scope(principal: Principal) -> None:
+    if principal.scope != "api":
+        raise Forbidden(f"a {principal.scope!r} token cannot do this", code="wrong_scope")
 
 
 def _digest_mismatch(declared: str, actual: str) -> Exception:

@@ -117,6 +117,9 @@ def test_auth_failures_are_401_and_403(client, setup, store, webm_chunks, token_
     wrong_p = token_for(role="candidate", scope="upload", recording_id=rec, participant_id="p-intruder")
     _code(put(client, wrong_p, rec, "cam-a", 1, data, T0), 403, "wrong_participant")
     _code(client.get(f"/v1/recordings/{rec}/ledger", headers=auth(token_for(org="globex"))), 403)
+    join = token_for(role="interviewer", scope="join", room_id="room_x", participant_id="p-cam-a")
+    _code(client.get(f"/v1/recordings/{rec}/ledger", headers=auth(join)), 403, "wrong_scope")
+    _code(put(client, token_for(role="recorder", scope="join"), rec, "cam-a", 1, data, T0), 403, "wrong_scope")
     _intact(store, before)
 
 
