@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     upload_token_ttl_s: int = Field(4 * 3600, gt=0)
     join_token_ttl_s: int = Field(300, gt=0)
     api_token_ttl_s: int = Field(12 * 3600, gt=0)
+    playback_token_ttl_s: int = Field(1800, ge=30, le=86400, description="lifetime of signed playback URLs")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, gt=0, lt=65536)

@@ -1,4 +1,8 @@
-"""review_api: see ARCHITECTURE.md. `install(app)` mounts this package's routes."""
+"""review_api: transcripts (exports, versions, re-transcription), search, vocabulary.
+
+`install(app)` mounts this package's routes. Reads only the DB and the object store;
+heavy work (re-transcription, indexing) is enqueued by actor name.
+"""
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -7,4 +11,12 @@ __all__ = ["install"]
 
 
 def install(app: FastAPI) -> None:
-    """Mount this package's routers (and startup hooks) on the API app."""
+    """Mount this package's routers on the API app."""
+    from review_api import pages, playback
+    from review_api.search import router as search_router
+    from review_api.transcripts import router as transcripts_router
+
+    app.include_router(transcripts_router)
+    app.include_router(search_router)
+    app.include_router(playback.router)
+    app.include_router(pages.router)

@@ -4,4 +4,6 @@ from core.models.room import CallSession, Room, RoomTransition
 
 __all__ = ["Chunk", "ProcessingStep", "Recording", "RejectedChunk", "Track"]
 __all__ += ["CallSession", "Room", "RoomTransition"]
+from core.models.transcript import OrgVocabulary, TranscriptSegment, TranscriptTrackState, TranscriptVersion  # noqa: E402
 
+__all__ += ["OrgVocabulary", "TranscriptSegment", "TranscriptTrackState", "TranscriptVersion"]

@@ -1,0 +1,3 @@
+from bench.transcribe.run import main
+
+main()

@@ -1,0 +1,141 @@
+"""Transcript routes: exports of any version, the version list, re-transcription, vocabulary.
+
+Exports are rendered by the worker when a version is finished (json, vtt, srt, txt) and
+served from the object store; this process never loads a model or the transcribe package.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field, field_validator
+from sqlmodel import select
+
+from core.db import session_scope
+from core.errors import InvalidState, NotFound
+from core.http import CurrentPrincipal
+from core.models import OrgVocabulary, TranscriptVersion
+from core.models._types import now_ms
+from core.queue import enqueue
+from review_api.deps import EDITORS, BrokerDep, EngineDep, StoreDep, require_reader, visible_recording
+
+router = APIRouter(prefix="/v1", tags=["transcripts"])
+
+MEDIA_TYPES = {"json": "application/json", "vtt": "text/vtt; charset=utf-8",
+               "srt": "application/x-subrip; charset=utf-8", "txt": "text/plain; charset=utf-8"}
+
+
+class VersionPublic(BaseModel):
+    version: int
+    model: str
+    status: str
+    is_current: bool
+    params: dict[str, Any]
+    span_start_ms: Optional[int] = None
+    span_end_ms: Optional[int] = None
+    audio_ms: int
+    time_taken_ms: int
+    segment_count: int
+    created_at: int
+    finished_at: Optional[int] = None
+    error: Optional[str] = None
+
+
+class RetranscribeRequest(BaseModel):
+    model: Optional[str] = Field(None, max_length=512, description="CTranslate2 dir or cached model name")
+    beam_size: Optional[int] = Field(None, ge=1, le=10)
+    start_ms: Optional[int] = Field(None, ge=0)
+    end_ms: Optional[int] = Field(None, gt=0)
+
+
+class Vocabulary(BaseModel):
+    terms: list[str] = Field(default_factory=list, max_length=200)
+
+    @field_validator("terms")
+    @classmethod
+    def _terms(cls, v: list[str]) -> list[str]:
+        clean = [t.strip() for t in v if t and t.strip()]
+        if any(len(t) > 64 for t in clean):
+            raise ValueError("each term is at most 64 characters")
+        return list(dict.fromkeys(clean))
+
+
+def _pick_version(versions: list[TranscriptVersion], number: int | None) -> TranscriptVersion:
+    if number is not None:
+        found = next((v for v in versions if v.version == number), None)
+        if found is None:
+            raise NotFound(f"transcript version {number} not found", code="unknown_version")
+        if found.status != "final":
+            raise InvalidState(f"transcript version {number} is {found.status}", code="transcript_not_ready")
+        return found
+    current = next((v for v in versions if v.is_current), None)
+    if current is None:
+        raise InvalidState("the transcript is not ready yet", code="transcript_not_ready")
+    return current
+
+
+@router.get("/recordings/{recording_id}/transcript")
+def get_transcript(recording_id: str, principal: CurrentPrincipal, engine: EngineDep, store: StoreDep,
+                   format: Literal["json", "vtt", "srt", "txt"] = "json",
+                   version: Optional[int] = Query(None, ge=1)) -> Response:
+    """The current (or a given) transcript version as JSON, WebVTT, SRT or plain text."""
+    require_reader(principal)
+    with session_scope(engine) as s:
+        rec = visible_recording(s, principal, recording_id)
+        versions = list(s.exec(select(TranscriptVersion).where(TranscriptVersion.recording_id == rec.id)).all())
+    chosen = _pick_version(versions, version)
+    key = (chosen.exports or {}).get(format)
+    if not key:
+        raise InvalidState(f"no {format} export for version {chosen.version}", code="transcript_not_ready")
+    body = store.get_bytes(key)
+    return Response(body, media_type=MEDIA_TYPES[format], headers={
+        "Content-Disposition": f'inline; filename="{rec.id}-v{chosen.version}.{format}"',
+        "X-Transcript-Version": str(chosen.version)})
+
+
+@router.get("/recordings/{recording_id}/transcript/versions", response_model=list[VersionPublic])
+def list_versions(recording_id: str, principal: CurrentPrincipal, engine: EngineDep) -> list[VersionPublic]:
+    """Every transcript version of a recording, oldest first (model, params, time taken)."""
+    require_reader(principal)
+    with session_scope(engine) as s:
+        rec = visible_recording(s, principal, recording_id)
+        rows = s.exec(select(TranscriptVersion).where(TranscriptVersion.recording_id == rec.id)
+                      .order_by(TranscriptVersion.version)).all()
+        return [VersionPublic.model_validate({**r.model_dump(), "params": r.params or {}}) for r in rows]
+
+
+@router.post("/recordings/{recording_id}/transcript/versions", status_code=202)
+def retranscribe(recording_id: str, body: RetranscribeRequest, principal: CurrentPrincipal,
+                 engine: EngineDep, broker: BrokerDep) -> dict[str, Any]:
+    """Queue a new transcript version (another model, or only a span); the old one stays."""
+    require_reader(principal, EDITORS)
+    if body.start_ms is not None and body.end_ms is not None and body.end_ms <= body.start_ms:
+        from core.errors import InvalidInput
+
+        raise InvalidInput("end_ms must be after start_ms", code="bad_span")
+    with session_scope(engine) as s:
+        rec = visible_recording(s, principal, recording_id)
+    if rec.status not in ("ready", "failed"):
+        raise InvalidState(f"recording is {rec.status}; re-transcribe it once processed", code="not_processed")
+    message_id = enqueue(broker, "retranscribe_recording", rec.id, **body.model_dump(exclude_none=True))
+    return {"status": "queued", "recording_id": rec.id, "message_id": message_id}
+
+
+@router.get("/vocabulary", response_model=Vocabulary)
+def get_vocabulary(principal: CurrentPrincipal, engine: EngineDep) -> Vocabulary:
+    """The org's vocabulary hints (terms passed to the model for every interview)."""
+    require_reader(principal)
+    with session_scope(engine) as s:
+        row = s.get(OrgVocabulary, principal.org)
+    return Vocabulary(terms=(row.terms or []) if row else [])
+
+
+@router.put("/vocabulary", response_model=Vocabulary)
+def put_vocabulary(body: Vocabulary, principal: CurrentPrincipal, engine: EngineDep) -> Vocabulary:
+    """Replace the org's vocabulary hints (used by transcriptions started afterwards)."""
+    require_reader(principal, ("admin",))
+    with session_scope(engine) as s:
+        row = s.get(OrgVocabulary, principal.org) or OrgVocabulary(org=principal.org)
+        row.terms, row.updated_by, row.updated_at = body.terms, principal.sub, now_ms()
+        s.add(row)
+    return body

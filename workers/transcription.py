@@ -1,0 +1,347 @@
+"""Transcription actors: per-speaker, live while the interview runs, versioned, indexed.
+
+    transcribe_chunk(rec, track, seq)   continue the track's live transcription up to `seq`
+                                        (the unfinished tail is carried in S3 + DB state, so
+                                        any worker can take the next chunk)
+    finalize_transcript(rec)            flush every track, merge speakers, flag quality,
+                                        export (json/vtt/srt/txt), index; "transcript.final"
+    retranscribe_recording(rec, …)      a new version with another model (or a span of the
+                                        recording); the old version is kept
+    index_transcript(rec)               (re)index the current version; unindex if deleted
+
+Idempotent: segment keys are (version, track, seq, idx), a track's progress advances by
+compare-and-set, exports go to fixed keys. Bad media fails that chunk only (reason kept in
+its step); transient errors (S3, DB) are retried with backoff.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Iterator
+
+import dramatiq
+from sqlmodel import delete, select, update
+
+from core import keys, search
+from core.db import session_scope
+from core.errors import InvalidMedia, NotFound, RecorderError
+from core.logging import bound, get_logger
+from core.models import (Chunk, Recording, Track, TranscriptSegment, TranscriptTrackState,
+                         TranscriptVersion)
+from core.models._types import now_ms
+from core.timeline import to_timeline
+from transcribe import chunking, export, model as whisper
+from transcribe.audio import decode
+from transcribe.merge import merge_segments
+from transcribe.pipeline import step
+from transcribe.types import Speaker, Transcript
+from workers import broker as res
+from workers import transcript_store as store
+from workers.status import mark_step
+
+log = get_logger("workers.transcription")
+SPEECH_KINDS = ("audio", "av")
+EXPORTS = ("json", "vtt", "srt", "txt")
+
+
+def _retry_when(retries: int, exc: BaseException) -> bool:
+    """Retry transient failures only (RecorderError.retryable, or unknown errors), 6 times."""
+    if isinstance(exc, RecorderError) and not exc.retryable:
+        return False
+    return retries < 6
+
+
+_ACTOR: dict[str, Any] = dict(retry_when=_retry_when, min_backoff=1000, max_backoff=60_000,
+                              time_limit=60 * 60_000)
+
+
+# ---------------------------------------------------------------- one chunk
+
+def _chunks(recording_id: str, track_id: str, first: int) -> list[Chunk]:
+    with session_scope(res.engine()) as s:
+        return list(s.exec(select(Chunk).where(Chunk.recording_id == recording_id, Chunk.track_id == track_id,
+                                               Chunk.status == "stored", Chunk.seq >= first)
+                           .order_by(Chunk.seq)).all())
+
+
+def chunk_audio(job: store.Job, state: TranscriptTrackState, chunk: Chunk) -> tuple[chunking.Block, dict[str, Any]]:
+    """Decode a chunk (byte-joined to its stream if it is a continuation blob) and place it."""
+    objects = res.store()
+    if chunk.continuation and state.stream_seq is not None:
+        with session_scope(res.engine()) as s:
+            parts = s.exec(select(Chunk).where(Chunk.recording_id == chunk.recording_id,
+                                               Chunk.track_id == chunk.track_id, Chunk.status == "stored",
+                                               Chunk.seq >= state.stream_seq, Chunk.seq <= chunk.seq)
+                           .order_by(Chunk.seq)).all()
+        if [p.seq for p in parts] != list(range(state.stream_seq, chunk.seq + 1)):
+            raise InvalidMedia("continuation blob without its earlier bytes", code="broken_stream")
+        decoded = decode(b"".join(objects.get_bytes(p.object_key) for p in parts), skip_samples=state.stream_samples)
+        head_ms = to_timeline(parts[0].start_ms, job.origin_ms)
+        start_ms = head_ms + decoded.start_s * 1000 + state.stream_samples * 1000 / chunking.SAMPLE_RATE
+        stream = {"stream_seq": state.stream_seq, "stream_samples": decoded.total_samples}
+    else:
+        decoded = decode(objects.get_bytes(chunk.object_key))
+        start_ms = to_timeline(chunk.start_ms, job.origin_ms) + decoded.start_s * 1000
+        stream = {"stream_seq": chunk.seq, "stream_samples": decoded.total_samples}
+    return chunking.place(decoded.samples, start_ms), stream
+
+
+def _in_span(job: store.Job, block: chunking.Block) -> bool:
+    return job.span is None or (block.end_ms > job.span[0] and block.start_ms < job.span[1])
+
+
+def process_chunk(job: store.Job, speaker: Speaker, state: TranscriptTrackState, chunk: Chunk) -> TranscriptTrackState:
+    """Transcribe one chunk of a track, carrying its unfinished tail; commit by CAS."""
+    started = time.perf_counter()
+    step_name = f"transcript.{chunk.track_id}.{chunk.seq:06d}"
+    try:
+        block, stream = chunk_audio(job, state, chunk)
+    except InvalidMedia as exc:  # bad media fails this chunk only; a video-only chunk has nothing to say
+        failed = exc.code != "no_audio"
+        mark_step(res.engine(), job.rec.id, step_name, "failed" if failed else "done",
+                  error=exc.message if failed else None)
+        log.warning("chunk_skipped", track=chunk.track_id, seq=chunk.seq, reason=exc.message)
+        return store.commit_step(state, chunk.seq, [], job, next_seq=chunk.seq + 1)
+    segments, carry, heard = [], store.load_carry(state), 0.0
+    if _in_span(job, block) or carry is not None:
+        result = step(job.model, speaker, carry, block, final=False, opts=job.opts, seq=chunk.seq)
+        segments, carry, heard = result.segments, result.carry, result.speech_s
+    key, anchors = store.save_carry(job, chunk.track_id, chunk.seq, carry)
+    took = int((time.perf_counter() - started) * 1000)
+    new = store.commit_step(state, chunk.seq, segments, job, next_seq=chunk.seq + 1, carry_key=key,
+                      carry_anchors=anchors, audio_ms=state.audio_ms + int(heard * 1000),
+                      time_taken_ms=state.time_taken_ms + took, **stream)
+    mark_step(res.engine(), job.rec.id, step_name, "done")
+    log.info("chunk_transcribed", track=chunk.track_id, seq=chunk.seq, segments=len(segments),
+             heard_s=round(heard, 2), took_ms=took)
+    return new
+
+
+def flush_track(job: store.Job, speaker: Speaker, state: TranscriptTrackState) -> None:
+    """Transcribe the carried tail as final and close the track."""
+    started = time.perf_counter()
+    carry = store.load_carry(state)
+    segments, heard = [], 0.0
+    if carry is not None:
+        result = step(job.model, speaker, None, carry, final=True, opts=job.opts, seq=state.next_seq)
+        segments, heard = result.segments, result.speech_s
+    took = int((time.perf_counter() - started) * 1000)
+    store.commit_step(state, state.next_seq, segments, job, finished=True, carry_key=None, carry_anchors=[],
+                audio_ms=state.audio_ms + int(heard * 1000), time_taken_ms=state.time_taken_ms + took)
+
+
+def advance_track(job: store.Job, track: Track, upto: int | None, final: bool) -> None:
+    """Process the track's stored chunks from where it stands (up to `upto`), in order.
+
+    Live: stop at a missing chunk (its own message will continue). Final: skip gaps and
+    flush the tail. Losing a compare-and-set means another worker got there first.
+    """
+    if track.kind not in SPEECH_KINDS:
+        return
+    speaker, state = store.speaker_of(track), store.track_state(job.version, track.track_id)
+    try:
+        for chunk in _chunks(job.rec.id, track.track_id, state.next_seq):
+            if state.finished or (upto is not None and chunk.seq > upto):
+                break
+            if chunk.seq != state.next_seq and not final:
+                break
+            state = process_chunk(job, speaker, state, chunk)
+        if final and not state.finished:
+            flush_track(job, speaker, state)
+    except store.LostRace:
+        log.info("track_taken_by_other_worker", track=track.track_id)
+
+
+def _tracks(recording_id: str) -> list[Track]:
+    with session_scope(res.engine()) as s:
+        return list(s.exec(select(Track).where(Track.recording_id == recording_id).order_by(Track.track_id)).all())
+
+
+# ---------------------------------------------------------------- finish a version
+
+def _version_segments(version_id: str) -> list[TranscriptSegment]:
+    with session_scope(res.engine()) as s:
+        return list(s.exec(select(TranscriptSegment).where(TranscriptSegment.version_id == version_id)).all())
+
+
+def export_key(rec: Recording, version: int, fmt: str) -> str:
+    return keys.output_key(rec.org, rec.id, f"transcripts/v{version:03d}/transcript.{fmt}")
+
+
+def finish_version(job: store.Job) -> Transcript:
+    """Merge speakers, flag, store exports, make this version current, index it."""
+    started = time.perf_counter()
+    version, rec = job.version, job.rec
+    rows = _version_segments(version.id)
+    merged = merge_segments(store.from_row(r) for r in rows)
+    by_key = {(r.track_id, r.seq, r.idx): r for r in rows}
+    with session_scope(res.engine()) as s:
+        for seg in merged:
+            row = by_key[(seg.speaker.track_id, seg.seq, seg.idx)]
+            if list(seg.flags) != (row.flags or []):
+                row.flags, row.suppressed = list(seg.flags), seg.suppressed
+                s.add(row)
+    with session_scope(res.engine()) as s:
+        states = s.exec(select(TranscriptTrackState).where(TranscriptTrackState.version_id == version.id)).all()
+    took = sum(st.time_taken_ms for st in states) + int((time.perf_counter() - started) * 1000)
+    transcript = Transcript(rec.id, tuple(merged), version.version, version.model, version.params or {},
+                            version.created_at, took)
+    for fmt in EXPORTS:
+        res.store().put_bytes(export_key(rec, version.version, fmt), export.render(transcript, fmt).encode(),
+                              content_type=export.FORMATS[fmt])
+    make_current(job, transcript, audio_ms=sum(st.audio_ms for st in states))
+    index_current(rec.id)
+    res.store().delete_prefix(f"{keys.recording_prefix(rec.org, rec.id)}work/transcript/{version.id}/")
+    return transcript
+
+
+def make_current(job: store.Job, transcript: Transcript, audio_ms: int) -> None:
+    version, rec = job.version, job.rec
+    current_key = keys.output_key(rec.org, rec.id, "transcript.json")
+    res.store().put_bytes(current_key, export.render(transcript, "json").encode(), content_type="application/json")
+    with session_scope(res.engine()) as s:
+        s.exec(update(TranscriptVersion).where(TranscriptVersion.recording_id == rec.id,
+                                               TranscriptVersion.id != version.id).values(is_current=False))
+        s.exec(update(TranscriptVersion).where(TranscriptVersion.id == version.id).values(
+            is_current=True, status="final", finished_at=now_ms(), time_taken_ms=transcript.time_taken_ms,
+            exports={f: export_key(rec, version.version, f) for f in EXPORTS},
+            audio_ms=audio_ms, segment_count=len(transcript.segments), error=None))
+        row = s.exec(select(Recording).where(Recording.id == rec.id).with_for_update()).one()
+        outputs = dict(row.outputs or {})
+        outputs["transcript"] = {"key": current_key, "version": version.version,
+                                 "formats": {f: export_key(rec, version.version, f) for f in EXPORTS}}
+        row.outputs = outputs
+        s.add(row)
+
+
+def index_current(recording_id: str) -> int:
+    """Index the current version's visible segments (or unindex a deleted recording)."""
+    engine = res.engine()
+    rec = store.get_recording(recording_id)
+    current = next((v for v in store.versions_of(recording_id) if v.is_current), None) if rec else None
+    if rec is None or current is None:
+        return -search.unindex_recording(engine, recording_id)
+    docs = [search.SearchDoc(f"{current.id}:{r.id}", rec.id, current.id, r.participant_id,
+                             r.display_name or r.participant_id, r.role, r.start_ms, r.end_ms, r.text)
+            for r in _version_segments(current.id) if not r.suppressed and r.text.strip()]
+    return search.index_recording(engine, rec.org, rec.id, rec.started_at_ms or rec.created_at, docs)
+
+
+def copy_outside_span(job: store.Job, based_on: str) -> None:
+    """A span re-transcription keeps the old version's segments outside the span (by
+    segment midpoint) and its own only inside it."""
+    lo, hi = job.span or (0, 0)
+
+    def outside(r: TranscriptSegment) -> bool:
+        return not lo <= (r.start_ms + r.end_ms) // 2 < hi
+
+    mine = _version_segments(job.version.id)
+    keep = {(r.track_id, r.seq, r.idx) for r in mine if not outside(r)}
+    rows = []
+    for r in (r for r in _version_segments(based_on) if outside(r)):
+        seg = store.from_row(r)
+        if (r.track_id, r.seq, r.idx) in keep:
+            seg = replace(seg, idx=seg.idx + 10_000)
+        rows.append(store.to_row(job.version.id, job.rec.id, seg))
+    with session_scope(res.engine()) as s:
+        for r in mine:
+            if outside(r):
+                s.exec(delete(TranscriptSegment).where(TranscriptSegment.id == r.id))
+        s.add_all(rows)
+
+
+# ---------------------------------------------------------------- actors
+
+@contextmanager
+def step_guard(recording_id: str, step_name: str) -> Iterator[None]:
+    """Record a failure on the step: for good if not retryable, as a note otherwise."""
+    try:
+        yield
+    except RecorderError as exc:
+        mark_step(res.engine(), recording_id, step_name, "running" if exc.retryable else "failed",
+                  error=exc.message)
+        raise
+
+
+@dramatiq.actor(queue_name="transcribe", **_ACTOR)
+def transcribe_chunk(recording_id: str, track_id: str, seq: int) -> None:
+    """Continue live transcription of one track up to chunk `seq`."""
+    with bound(recording_id=recording_id, phase="transcribe"):
+        rec = store.get_recording(recording_id)
+        version = store.live_version(rec) if rec else None
+        if rec is None or version is None:
+            log.info("chunk_ignored", track=track_id, seq=seq, reason="no live transcript")
+            return
+        with session_scope(res.engine()) as s:
+            track = s.exec(select(Track).where(Track.recording_id == recording_id,
+                                               Track.track_id == track_id)).first()
+        if track is None:
+            raise NotFound(f"track {track_id} of {recording_id} not found", code="track_not_found")
+        advance_track(store.make_job(version, rec), track, upto=seq, final=False)
+
+
+@dramatiq.actor(queue_name="transcribe", **_ACTOR)
+def finalize_transcript(recording_id: str) -> None:
+    """Finish the live version: every track flushed, merged, exported, indexed."""
+    with bound(recording_id=recording_id, phase="transcript.final"):
+        rec = store.get_recording(recording_id)
+        if rec is None:
+            return
+        with step_guard(recording_id, "transcript.final"):
+            version = store.live_version(rec)
+            if version is not None:
+                job = store.make_job(version, rec)
+                for track in _tracks(recording_id):
+                    advance_track(job, track, upto=None, final=True)
+                finish_version(job)
+            else:
+                index_current(recording_id)  # already final: a re-run only re-indexes
+        mark_step(res.engine(), recording_id, "transcript.final", "done")
+
+
+def _resumable(recording_id: str, spec: whisper.ModelSpec, span: dict[str, Any]) -> TranscriptVersion | None:
+    """A retried re-transcription continues its own unfinished version."""
+    for v in store.versions_of(recording_id):
+        if v.status == "running" and v.model == spec.label and v.span_start_ms == span.get("span_start_ms") \
+                and v.span_end_ms == span.get("span_end_ms"):
+            return v
+    return None
+
+
+@dramatiq.actor(queue_name="transcribe", **_ACTOR)
+def retranscribe_recording(recording_id: str, model: str | None = None, beam_size: int | None = None,
+                           start_ms: int | None = None, end_ms: int | None = None) -> None:
+    """A new transcript version with `model` (default: the configured one), optionally
+    only for [start_ms, end_ms); becomes current when done, the old one is kept."""
+    with bound(recording_id=recording_id, phase="retranscribe"):
+        rec = store.get_recording(recording_id)
+        if rec is None:
+            return
+        previous = next((v for v in store.versions_of(recording_id) if v.is_current), None)
+        span = {} if start_ms is None and end_ms is None else {"span_start_ms": start_ms or 0, "span_end_ms": end_ms}
+        spec = store.model_spec(model)
+        whisper.load_model(spec)  # unavailable model: fail before creating a version
+        version = _resumable(recording_id, spec, span) or store.create_version(
+            rec, "running", spec, beam_size, based_on=previous.id if previous else None, **span)
+        job = store.make_job(version, rec)
+        try:
+            for track in _tracks(recording_id):
+                advance_track(job, track, upto=None, final=True)
+            if span and previous is not None:
+                copy_outside_span(job, previous.id)
+            finish_version(job)
+        except RecorderError as exc:
+            if not exc.retryable:
+                with session_scope(res.engine()) as s:
+                    s.exec(update(TranscriptVersion).where(TranscriptVersion.id == version.id)
+                           .values(status="failed", error=exc.message))
+            raise
+
+
+@dramatiq.actor(queue_name="default", **_ACTOR)
+def index_transcript(recording_id: str) -> None:
+    """Bring the search index in line with the recording's current transcript."""
+    with bound(recording_id=recording_id, phase="index"):
+        n = index_current(recording_id)
+        log.info("transcript_indexed", segments=max(n, 0), removed=max(-n, 0))
