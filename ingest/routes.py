@@ -67,27 +67,18 @@ async def _upload(request: Request, principal: Any, ing: Ingest, recording_id: s
     if hdr.declared_length is not None and hdr.declared_length > ing.limits.max_chunk_bytes:
         raise TooLarge(f"chunk is larger than {ing.limits.max_chunk_bytes} bytes", code="chunk_too_large")
     declare = _declared_track(headers)
-    stored = await run_in_threadpool(ing.precheck, principal, recording_id, track, seq, hdr, declare)
-    if stored is None:
+    pre = await run_in_threadpool(ing.precheck, principal, recording_id, track, seq, hdr, declare)
+    if pre.stored is None:
         body = await spool_body(request.stream(), ing.limits.max_chunk_bytes, request.app.state.spool_dir)
         try:
-            stored, created = await run_in_threadpool(ing.store_chunk, principal, recording_id, track, seq,
-                                                      hdr, body, declare)
+            stored, created, start = await run_in_threadpool(ing.store_chunk, principal, pre, recording_id, track,
+                                                             seq, hdr, body, declare)
         finally:
             body.discard()
     else:
-        created = False
-    start = await run_in_threadpool(_recording_start, ing, recording_id)
+        stored, created, start = pre.stored, False, pre.started_at_ms
     out = chunk_public(stored, start, duplicate=not created)
     return JSONResponse(out.model_dump(), status_code=201 if created else 200)
-
-
-def _recording_start(ing: Ingest, recording_id: str) -> int | None:
-    from core.models import Recording
-
-    with session_scope(ing.engine) as s:
-        rec = s.get(Recording, recording_id)
-        return rec.started_at_ms if rec else None
 
 
 def _declared_track(headers: dict[str, str]) -> dict[str, str] | None:

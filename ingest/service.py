@@ -5,7 +5,8 @@ Upload flow (each step can fail without losing or duplicating anything):
   2. a stored row with the same (recording, track, seq) answers now: 200 if the
      SHA-256 matches (a retry), 409 if not (the stored bytes are kept);
   3. the body is spooled to disk while hashed (413 past the limit) and checked
-     against the declared SHA-256, magic bytes (415) and ffprobe (422 → quarantine);
+     against the declared SHA-256, magic bytes (415) and the media validator
+     (`ingest.media.probe_file`: a structural walk, ffprobe for Ogg; 422 → quarantine);
   4. the seq is *claimed* in the DB (unique row, status `uploading`) before the
      object is written, so two different bodies can never race onto one key;
   5. the object is written to its deterministic key, the row becomes `stored`;
@@ -52,6 +53,16 @@ class IngestLimits:
 
 
 @dataclass
+class Precheck:
+    """What steps 1–2 learnt and the later steps reuse (saves a DB round trip each)."""
+
+    stored: Chunk | None      # a stored chunk with the same seq (a retry: answer it now)
+    org: str
+    started_at_ms: int | None
+    track_exists: bool
+
+
+@dataclass
 class Ingest:
     """The ingest use cases over real resources (DB, S3, Redis/Dramatiq)."""
 
@@ -95,8 +106,8 @@ class Ingest:
 
     # -- chunk upload -----------------------------------------------------------
     def precheck(self, principal: Principal, recording_id: str, track_id: str, seq: int,
-                 hdr: ChunkHeaders, declare: dict[str, str] | None) -> Chunk | None:
-        """Steps 1–2: auth, limits, duplicates. Returns the stored chunk for a retry."""
+                 hdr: ChunkHeaders, declare: dict[str, str] | None) -> Precheck:
+        """Steps 1–2: auth, limits, duplicates (one read-only transaction). `stored` is set for a retry."""
         keys.check_id(track_id, "track")
         with session_scope(self.engine) as s:
             rec = self.get_recording(s, principal, recording_id)
@@ -105,17 +116,18 @@ class Ingest:
             if track is None and not declare:
                 raise NotFound(f"track {track_id} not declared on recording {recording_id}", code="unknown_track")
             existing = self._chunk(s, rec.id, track_id, seq)
-            org = rec.org
+            pre = Precheck(stored=None, org=rec.org, started_at_ms=rec.started_at_ms, track_exists=track is not None)
+            status = rec.status
         self.limiter.hit("chunks", recording_id, self.limits.chunk_rate_per_minute)
-        self.limiter.hit("org", org, self.limits.org_rate_per_minute)
+        self.limiter.hit("org", pre.org, self.limits.org_rate_per_minute)
         if existing is not None and existing.status == "stored":
-            return self._duplicate(existing, hdr.sha256)
+            pre.stored = self._duplicate(existing, hdr.sha256)
+            return pre
         if existing is not None and existing.sha256 != hdr.sha256:
             raise Conflict(f"seq {seq} is being uploaded with other bytes", code="chunk_conflict")
-        with session_scope(self.engine) as s:
-            if s.get(Recording, recording_id).status != "recording":  # type: ignore[union-attr]
-                raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
-        return None
+        if status != "recording":  # re-checked inside the claim's transaction
+            raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
+        return pre
 
     def _duplicate(self, stored: Chunk, sha256: str) -> Chunk:
         if stored.sha256 != sha256:
@@ -129,30 +141,26 @@ class Ingest:
         return s.exec(select(Chunk).where(Chunk.recording_id == recording_id, Chunk.track_id == track_id,
                                           Chunk.seq == seq)).first()
 
-    def store_chunk(self, principal: Principal, recording_id: str, track_id: str, seq: int,
-                    hdr: ChunkHeaders, body: Spooled, declare: dict[str, str] | None) -> tuple[Chunk, bool]:
-        """Steps 3–6 for a spooled body; returns (chunk, created)."""
+    def store_chunk(self, principal: Principal, pre: Precheck, recording_id: str, track_id: str, seq: int,
+                    hdr: ChunkHeaders, body: Spooled, declare: dict[str, str] | None) -> tuple[Chunk, bool, int | None]:
+        """Steps 3–6 for a spooled body; returns (chunk, created, recording start epoch ms)."""
         with bound(recording_id=recording_id, phase="ingest"):
             if body.sha256 != hdr.sha256:
                 raise _digest_mismatch(hdr.sha256, body.sha256)
             check_magic(body.head, hdr.container, hdr.continuation)
-            org = self._org(recording_id)
-            probe = self._validate(org, recording_id, track_id, seq, hdr, body)
-            claimed = self._claim(principal, recording_id, track_id, seq, hdr, body, declare)
+            probe = self._validate(pre.org, recording_id, track_id, seq, hdr, body)
+            claimed = self._claim(principal, recording_id, track_id, seq, hdr, body,
+                                  None if pre.track_exists else declare)
             if claimed.status == "stored":
-                return self._duplicate(claimed, hdr.sha256), False
-            key = keys.chunk_key(org, recording_id, track_id, seq, hdr.container)
+                return self._duplicate(claimed, hdr.sha256), False, pre.started_at_ms
+            key = keys.chunk_key(pre.org, recording_id, track_id, seq, hdr.container)
             self.store.put_file(key, body.path, hdr.content_type)
-            chunk, created = self._mark_stored(claimed.id, key, probe, hdr)
+            chunk, created, started_at_ms = self._mark_stored(claimed.id, key, probe, hdr)
             if not created:
-                return self._duplicate(chunk, hdr.sha256), False
+                return self._duplicate(chunk, hdr.sha256), False, started_at_ms
             self._enqueue(chunk)
             log.info("chunk_stored", track=track_id, seq=seq, bytes=body.size)
-            return chunk, True
-
-    def _org(self, recording_id: str) -> str:
-        with session_scope(self.engine) as s:
-            return s.get(Recording, recording_id).org  # type: ignore[union-attr]
+            return chunk, True, started_at_ms
 
     def _validate(self, org: str, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
                   body: Spooled) -> dict[str, Any] | None:
@@ -181,12 +189,9 @@ class Ingest:
                 rec = s.get(Recording, recording_id)
                 if rec is None or rec.status != "recording":
                     raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
-                self._ensure_track(s, principal, recording_id, track_id, declare)
-                existing = self._chunk(s, recording_id, track_id, seq)
-                if existing is not None:
-                    if existing.sha256 != hdr.sha256:
-                        raise Conflict(f"seq {seq} already claimed with other bytes", code="chunk_conflict")
-                    return existing  # a retry taking over an interrupted upload of the same bytes
+                if declare:  # precheck found no such track: create it in this transaction
+                    self._ensure_track(s, principal, recording_id, track_id, declare)
+                # an existing row for this seq makes the insert fail: handled below
                 chunk = Chunk(recording_id=recording_id, track_id=track_id, seq=seq, sha256=hdr.sha256,
                               start_ms=hdr.start_epoch_ms, duration_ms=hdr.duration_ms, size=body.size,
                               content_type=hdr.content_type, container=hdr.container,
@@ -194,12 +199,12 @@ class Ingest:
                 s.add(chunk)
                 s.flush()
                 return chunk
-        except IntegrityError:  # lost a race with a concurrent upload of the same seq
+        except IntegrityError:  # the seq is claimed: a concurrent upload, or an interrupted earlier one
             with session_scope(self.engine) as s:
                 other = self._chunk(s, recording_id, track_id, seq)
             if other is None or other.sha256 != hdr.sha256:
                 raise Conflict(f"seq {seq} already claimed with other bytes", code="chunk_conflict") from None
-            return other
+            return other  # same bytes: take over (or answer as a duplicate once stored)
 
     def _ensure_track(self, s: Session, principal: Principal, recording_id: str, track_id: str,
                       declare: dict[str, str] | None) -> None:
@@ -214,23 +219,24 @@ class Ingest:
         s.flush()
 
     def _mark_stored(self, chunk_id: int | None, key: str, probe: dict[str, Any] | None,
-                     hdr: ChunkHeaders) -> tuple[Chunk, bool]:
+                     hdr: ChunkHeaders) -> tuple[Chunk, bool, int | None]:
         """uploading → stored, atomically: of two concurrent uploads of the same bytes only one
-        flips the row (and answers 201); the other wrote identical bytes and answers 200."""
+        flips the row (and answers 201); the other wrote identical bytes and answers 200.
+        Returns (chunk, flipped, recording start epoch ms)."""
         with session_scope(self.engine) as s:
             flipped = s.exec(update(Chunk).where(Chunk.id == chunk_id, Chunk.status == "uploading").values(
                 status="stored", object_key=key, probe=probe, stored_at=now_ms(),
                 duration_ms=func.coalesce(Chunk.duration_ms, (probe or {}).get("duration_ms")))).rowcount == 1
-            chunk = s.get(Chunk, chunk_id)
+            chunk = s.get(Chunk, chunk_id, populate_existing=True)
             assert chunk is not None
-            s.refresh(chunk)
+            rec = s.get(Recording, chunk.recording_id)
+            assert rec is not None
             if flipped:
-                rec = s.get(Recording, chunk.recording_id)
-                assert rec is not None
                 rec.started_at_ms = min(rec.started_at_ms or hdr.start_epoch_ms, hdr.start_epoch_ms)
                 rec.last_chunk_at = now_ms()
                 s.add(rec)
-        return chunk, flipped
+            started_at_ms = rec.started_at_ms
+        return chunk, flipped, started_at_ms
 
     def _enqueue(self, chunk: Chunk) -> None:
         try:
@@ -240,10 +246,7 @@ class Ingest:
             log.warning("enqueue_deferred", recording_id=chunk.recording_id, seq=chunk.seq)
             raise
         with session_scope(self.engine) as s:
-            row = s.get(Chunk, chunk.id)
-            if row is not None:
-                row.enqueued = True
-                s.add(row)
+            s.exec(update(Chunk).where(Chunk.id == chunk.id).values(enqueued=True))
         chunk.enqueued = True
 
     # -- finalize ---------------------------------------------------------------

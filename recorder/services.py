@@ -185,5 +185,7 @@ def start_postgres(data_dir: Path, port: int) -> ManagedProcess:
         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
         data_dir / "postgres.log", user=user, cwd=Path("/"),
         stop_signal=signal.SIGINT).start()  # SIGINT = fast shutdown (SIGTERM waits for clients)
-    proc.wait_until(lambda: port_open(port), 30)
+    ready = [postgres_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"]
+    # the port opens before the server accepts connections ("the database system is starting up")
+    proc.wait_until(lambda: subprocess.run(ready, capture_output=True).returncode == 0, 30)
     return proc

@@ -1,18 +1,21 @@
 """bench/ingest: chunk PUTs through the API vs direct minio-SDK PUTs to the same S3 server.
 
 Same bytes (a real ~2 MB WebM chunk), same server, same run; 1/10/100 concurrent
-clients. Reports throughput (MB/s), p50/p99 latency, the API/direct throughput ratio and
-the API process RSS (min/max sampled during the run). Writes bench/ingest/RESULTS.md.
+clients. Reports throughput (MB/s), p50/p99 latency, the API/direct throughput ratio, the
+API process's CPU per upload and RSS (min/max sampled during the run), and the cost of
+validating the chunk (structural walk vs the ffprobe CLI). Writes bench/ingest/RESULTS.md.
 
-    python -m bench.ingest [--quick] [--uploads N]
+    python -m bench.ingest [--quick] [--uploads N] [--keep]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import hashlib
+import http.client
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from recorder.services import ManagedProcess, free_port, start_redis, start_s3
 HERE = Path(__file__).parent
 SECRET = "bench-secret-0123456789abcdef-0123456789"
 T0 = 1_795_000_000_000
+SLICES = 2  # each level alternates API and direct rounds this many times
 
 
 def make_chunk(out: Path, target_mb: float = 2.0) -> bytes:
@@ -46,7 +50,7 @@ def make_chunk(out: Path, target_mb: float = 2.0) -> bytes:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class RssSampler(threading.Thread):
@@ -92,9 +96,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer uploads per level")
     ap.add_argument("--uploads", type=int, default=0, help="uploads per concurrency level")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (S3 data, DB, API log) in /tmp")
     args = ap.parse_args()
     levels = [1, 10, 100]
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-", dir="/tmp"))
+    load = os.getloadavg()[0]
     data = make_chunk(work / "chunk.webm")
     children: list[ManagedProcess] = []
     try:
@@ -114,7 +120,7 @@ def main() -> None:
         token = mint_token(SECRET, sub="bench", org="bench", role="service", ttl_s=3600)
         rec = httpx.post(f"{url}/v1/recordings", json={"client_key": "bench", "tracks": [{"track_id": "cam"}]},
                          headers={"Authorization": f"Bearer {token}"}).json()["id"]
-        store = ObjectStore("127.0.0.1:%d" % sport, "benchkey", "bench-secret-key", "recordings")
+        store = ObjectStore(f"127.0.0.1:{sport}", "benchkey", "bench-secret-key", "recordings")
         store.ensure_bucket()
         direct_round(store, data, 4, 2, "warm")  # first PUTs allocate volumes
         rows, seq0 = [], 0
@@ -122,46 +128,96 @@ def main() -> None:
         sampler.start()
         for conc in levels:
             n = args.uploads or (max(20, conc * 2) if args.quick else max(50, conc * 4))
-            t = time.perf_counter()
-            lat_api = asyncio.run(api_round(url, token, rec, data, n, conc, seq0))
-            wall_api = time.perf_counter() - t
-            seq0 += n
-            t = time.perf_counter()
-            lat_dir = direct_round(store, data, n, conc, f"c{conc}")
-            wall_dir = time.perf_counter() - t
+            lat_api, lat_dir, wall_api, wall_dir, cpu_s = [], [], 0.0, 0.0, 0.0
+            for part, m in enumerate(_slices(n, SLICES)):  # API, direct, API, direct: load drift hits both
+                cpu0, t = _cpu_s(sampler.proc), time.perf_counter()
+                lat_api += asyncio.run(api_round(url, token, rec, data, m, conc, seq0))
+                wall_api += time.perf_counter() - t
+                cpu_s += _cpu_s(sampler.proc) - cpu0
+                seq0 += m
+                t = time.perf_counter()
+                lat_dir += direct_round(store, data, m, conc, f"c{conc}p{part}")
+                wall_dir += time.perf_counter() - t
+            api_cpu_ms = cpu_s / n * 1000
             mb = n * len(data) / 2**20
             rows.append((conc, n, mb / wall_api, mb / wall_dir, pct(lat_api, .5), pct(lat_api, .99),
-                         pct(lat_dir, .5), pct(lat_dir, .99)))
+                         pct(lat_dir, .5), pct(lat_dir, .99), api_cpu_ms))
             print(f"c={conc:3d} n={n}: API {mb / wall_api:6.1f} MB/s  direct {mb / wall_dir:6.1f} MB/s  "
-                  f"ratio {wall_dir / wall_api:.2f}  API p99 {pct(lat_api, .99):.3f}s", flush=True)
+                  f"ratio {wall_dir / wall_api:.2f}  API p99 {pct(lat_api, .99):.3f}s  "
+                  f"API CPU {api_cpu_ms:.1f} ms/upload", flush=True)
         sampler.stop.set()
-        write_results(rows, len(data), sampler.samples)
+        write_results(rows, len(data), sampler.samples, validation_ms(work / "chunk.webm"), load)
     finally:
         for child in reversed(children):
             child.stop()
+        if args.keep:
+            print(f"work dir kept: {work}")
+        else:  # a full run leaves ~1-2 GB of S3 volumes behind
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _slices(n: int, k: int) -> list[int]:
+    """n uploads as k near-equal slices (the last takes the remainder)."""
+    return [n // k] * (k - 1) + [n - n // k * (k - 1)]
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    """CPU seconds of the API process and its reaped children (ffprobe, when it is used)."""
+    t = proc.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def validation_ms(path: Path, reps: int = 15) -> dict[str, float]:
+    """Median CPU ms to validate the chunk: the structural walk vs the ffprobe CLI (+ its process)."""
+    from ingest.media import ffprobe_file, probe_file
+
+    def cpu_ms(check) -> float:
+        samples = []
+        for _ in range(reps):
+            own, kids = time.process_time(), os.times()
+            check(str(path), "webm")
+            after = os.times()
+            samples.append((time.process_time() - own + after.children_user - kids.children_user
+                            + after.children_system - kids.children_system) * 1000)
+        return statistics.median(samples)
+    return {"structural": cpu_ms(probe_file), "ffprobe": cpu_ms(ffprobe_file)}
 
 
 def _ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as r:
             return r.status == 200
-    except Exception:
+    except (OSError, http.client.HTTPException):  # refused, reset, timeout, HTTP errors
         return False
 
 
-def write_results(rows: list[tuple], size: int, rss: list[float]) -> None:
+NOTES = "<!-- notes: kept when the bench rewrites this file -->"
+
+
+def write_results(rows: list[tuple], size: int, rss: list[float], check_ms: dict[str, float],
+                  load: float) -> None:
+    """Rewrite the generated part of RESULTS.md; hand-written notes after NOTES are kept."""
     lines = ["# bench/ingest", "",
-             f"Chunk: {size / 2**20:.2f} MB real WebM (VP8+Opus, 30 s). API = `recorder api` (uvicorn, 1 process) "
-             "on SQLite + redis-server + SeaweedFS `weed mini`; direct = minio SDK `put_object` of the same bytes "
-             "to the same S3 server. Same run, same machine (2 cores: client, API and S3 server share them).", "",
-             "| clients | uploads | API MB/s | direct MB/s | API/direct | API p50 s | API p99 s | direct p50 s | direct p99 s |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for conc, n, api, direct, a50, a99, d50, d99 in rows:
+             (f"Chunk: {size / 2**20:.2f} MB real WebM (VP8+Opus, 30 s). API = `recorder api` (uvicorn, 1 process) "
+              "on SQLite + redis-server + SeaweedFS `weed mini`; direct = minio SDK `put_object` of the same bytes "
+              "to the same S3 server. Same run, same machine (2 cores: client, API and S3 server share them; "
+              f"1-min load average {load:.1f} at the start). Each level alternates API and direct rounds "
+              f"({SLICES} slices each) so that load from other processes hits both."), "",
+             ("| clients | uploads | API MB/s | direct MB/s | API/direct | API p50 s | API p99 s | direct p50 s "
+              "| direct p99 s | API CPU ms/upload |"),
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for conc, n, api, direct, a50, a99, d50, d99, cpu in rows:
         lines.append(f"| {conc} | {n} | {api:.1f} | {direct:.1f} | {api / direct:.2f}× | {a50:.3f} | {a99:.3f} | "
-                     f"{d50:.3f} | {d99:.3f} |")
-    lines += ["", f"API RSS during the run: min {min(rss):.0f} MB, max {max(rss):.0f} MB, median "
-              f"{statistics.median(rss):.0f} MB ({len(rss)} samples) — bodies are spooled to disk, not memory.", ""]
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
+                     f"{d50:.3f} | {d99:.3f} | {cpu:.1f} |")
+    lines += ["", (f"API RSS during the run: min {min(rss):.0f} MB, max {max(rss):.0f} MB, median "
+                   f"{statistics.median(rss):.0f} MB ({len(rss)} samples) — bodies are spooled to disk, not memory."),
+              "", ("Validating this chunk (median CPU incl. child processes): structural walk "
+                   f"(`ingest.media.probe_file`) {check_ms['structural']:.1f} ms, `ffprobe` CLI "
+                   f"{check_ms['ffprobe']:.1f} ms ({check_ms['ffprobe'] / check_ms['structural']:.0f}×)."), ""]
+    out = HERE / "RESULTS.md"
+    old = out.read_text() if out.exists() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else NOTES + "\n"
+    out.write_text("\n".join(lines) + "\n" + notes)
     print("\n".join(lines))
 
 
