@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core import keys
+from core.access import visible_recording
 from core.auth import Principal
 from core.db import session_scope
 from core.errors import Conflict, Forbidden, InvalidMedia, NotFound, QueueError
@@ -74,12 +75,7 @@ class Ingest:
 
     # -- recordings -------------------------------------------------------------
     def get_recording(self, s: Session, principal: Principal, recording_id: str) -> Recording:
-        keys.check_id(recording_id, "recording_id")
-        rec = s.get(Recording, recording_id)
-        if rec is None or rec.status == "deleted":
-            raise NotFound(f"recording {recording_id} not found", code="unknown_recording")
-        principal.require_org(rec.org)
-        return rec
+        return visible_recording(s, principal, recording_id)
 
     def require_writer(self, principal: Principal) -> None:
         """API-scoped token with a role that may create/close recordings."""
