@@ -3,13 +3,16 @@
 Each participant's stitched track (timestamps = timeline ms) is sampled at the output
 frame rate: the tile shows the latest frame at or before each tick, frozen through
 short gaps and black after `freeze_ms` without frames. Tiles are scaled with their
-aspect kept (`compositor.layout`), labelled, and stacked by an FFmpeg filter graph
-(xstack → pad → fps) before libx264. Output frames are numbered from the window start,
+aspect kept (`compositor.layout`), labelled, and drawn into one reused output picture
+(`compositor.canvas`: only tiles that changed are redrawn) before libx264, one frame per
+output tick (no `fps` filter needed: ticks are the output clock). Output frames are numbered from the window start,
 audio frames are whole AAC frames at absolute sample positions (see `timing.audio_bounds`),
 so windows concatenate by stream copy into one drift-free recording.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -20,9 +23,10 @@ import av
 import numpy as np
 
 from core.logging import get_logger
-from compositor.decode import video_frames
-from compositor.labels import burn_label, render_labels
-from compositor.layout import Rect, SpeakerRules, active_speaker, fit, grid, label_box, segments, speaker_tiles
+from compositor.canvas import Canvas
+from compositor.decode import DecodeAhead, video_frames
+from compositor.labels import render_labels
+from compositor.layout import Rect, SpeakerRules, active_speaker, grid, label_box, segments, speaker_tiles
 from compositor.mix import VAD_FRAME_MS, WindowAudio, window_audio
 from compositor.timing import frame_ticks
 
@@ -78,16 +82,20 @@ def composite_window(participants: Sequence[Participant], index: int, window_ms:
     w0, w1 = index * window_ms, (index + 1) * window_ms
     if end_ms is not None:
         w1 = max(w0 + 1000 // opts.fps, min(w1, end_ms))
-    audio = window_audio([p.audio for p in participants], index, window_ms, opts.sample_rate,
-                         opts.lookback_ms, opts.vad_aggressiveness, end_ms=w1)
-    speaker_of = _speaker_timeline(audio, participants, opts, w0, w1) if opts.layout == "speaker" else None
     out_path = Path(out_path)
-    with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        vstream = _video_stream(out, opts)
-        astream = _audio_stream(out, opts)
-        _encode_audio(out, astream, audio, w0 * opts.sample_rate // 1000, opts)
-        tiler = _Tiler(participants, opts)
-        frames = _encode_video(out, vstream, tiler, frame_ticks(w0, w1, opts.fps), speaker_of, opts)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-audio") as pool:
+        mixing = pool.submit(window_audio, [p.audio for p in participants], index, window_ms, opts.sample_rate,
+                             opts.lookback_ms, opts.vad_aggressiveness, end_ms=w1)
+        # The speaker layout needs the voices before its first frame; other layouts mix while video encodes.
+        speaker_of = _speaker_timeline(mixing.result(), participants, opts, w0, w1) \
+            if opts.layout == "speaker" else None
+        with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vstream = _video_stream(out, opts)
+            astream = _audio_stream(out, opts)
+            tiler = _Tiler(participants, opts)
+            frames = _encode_video(out, vstream, tiler, frame_ticks(w0, w1, opts.fps), speaker_of, opts)
+            audio = mixing.result()
+            _encode_audio(out, astream, audio, w0 * opts.sample_rate // 1000, opts)
     result = WindowResult(out_path, index, frames, audio.first, labels=tiler.labels_drawn)
     if speaker_of is not None:
         result.speakers = speaker_of.segments
@@ -112,12 +120,12 @@ def _audio_stream(out: av.container.OutputContainer, opts: CompositeOptions) -> 
 
 def _encode_audio(out, stream, audio: WindowAudio, window_first_sample: int, opts: CompositeOptions) -> None:
     """Whole 1024-sample frames; pts relative to the window start (the first may be negative)."""
-    step = 1024
+    step, time_base = 1024, Fraction(1, opts.sample_rate)
     for i in range(0, audio.mix.size - step + 1, step):
         frame = av.AudioFrame.from_ndarray(audio.mix[None, i:i + step], format="fltp", layout="mono")
         frame.sample_rate = opts.sample_rate
         frame.pts = audio.first + i - window_first_sample
-        frame.time_base = Fraction(1, opts.sample_rate)
+        frame.time_base = time_base
         out.mux(stream.encode(frame))
     out.mux(stream.encode(None))
 
@@ -147,7 +155,7 @@ def _speaker_timeline(audio: WindowAudio, participants: Sequence[Participant],
 
 
 class _Tiler:
-    """Turns each participant's current decoded frame into a tile-sized, labelled frame."""
+    """Follows each participant's decoded frames and draws each slot's tile into the canvas."""
 
     def __init__(self, participants: Sequence[Participant], opts: CompositeOptions) -> None:
         self.participants, self.opts = participants, opts
@@ -155,14 +163,19 @@ class _Tiler:
         n = max(1, len(self.video))
         self.rects = speaker_tiles(n, opts.width, opts.height) if opts.layout == "speaker" \
             else grid(n, opts.width, opts.height)
-        self.current: dict[int, tuple[float, av.VideoFrame] | None] = {i: None for i in self.video}
+        # participant → (timeline ms, frame, serial number of that decoded frame)
+        self.current: dict[int, tuple[float, av.VideoFrame, int] | None] = {i: None for i in self.video}
         self.pending: dict[int, tuple[float, av.VideoFrame] | None] = {}
-        self.cache: dict[tuple[int, int, int], tuple[int, av.VideoFrame]] = {}
+        self.decoded = 0
         self.labels_drawn = False
 
     def open(self, stack: ExitStack, start_ms: float, end_ms: float) -> None:
-        self.sources: dict[int, Iterator] = {
-            i: video_frames(self.participants[i].video, start_ms, end_ms, stack) for i in self.video}
+        """Start decoding every participant's video, each in its own thread, a few frames ahead."""
+        self.sources: dict[int, Iterator] = {}
+        threads = 0 if len(self.video) * 2 <= (os.cpu_count() or 1) else 1  # see video_frames
+        for i in self.video:
+            self.sources[i] = DecodeAhead(video_frames(self.participants[i].video, start_ms, end_ms, threads=threads))
+            stack.callback(self.sources[i].close)
         for i in self.video:
             self.pending[i] = next(self.sources[i], None)
 
@@ -171,7 +184,8 @@ class _Tiler:
         half = 500.0 / self.opts.fps
         for i in self.video:
             while self.pending[i] is not None and self.pending[i][0] <= t_ms + half:
-                self.current[i] = self.pending[i]
+                self.decoded += 1
+                self.current[i] = (*self.pending[i], self.decoded)
                 self.pending[i] = next(self.sources[i], None)
 
     def slots(self, t_ms: float, big: int | None) -> list[int | None]:
@@ -182,127 +196,44 @@ class _Tiler:
             return list(self.video)
         return [big] + [i for i in self.video if i != big]
 
-    def tile(self, who: int | None, rect: Rect, t_ms: float) -> av.VideoFrame:
-        """The tile for one slot: the participant's frame scaled to the slot, or black."""
+    def draw(self, canvas: Canvas, slot: int, who: int | None, t_ms: float) -> None:
+        """The slot's tile: the participant's current frame (frozen up to freeze_ms), else black."""
+        rect = self.rects[slot]
         cur = self.current.get(who) if who is not None else None
         live = cur is not None and t_ms - cur[0] <= self.opts.freeze_ms
-        key = (who if who is not None else -1, rect.w, rect.h)
-        ident = id(cur[1]) if live else 0
-        cached = self.cache.get(key)
-        if cached is not None and cached[0] == ident:
-            return cached[1]
-        frame = _scaled(cur[1], rect) if live else _black(rect)
-        self.cache[key] = (ident, frame)
-        return frame
+        ident = (who, cur[2] if live else None)  # serial numbers, never id(): ids are reused
+        canvas.draw(slot, rect, ident, cur[1] if live else None, self.label(who, rect))
 
-    def _mask(self, who: int, rect: Rect) -> np.ndarray | None:
+    def label(self, who: int | None, rect: Rect) -> tuple[np.ndarray, Rect] | None:
+        """(mask, canvas box) of a participant's name label in `rect`, if labels are on."""
+        if who is None or not (self.opts.labels and self.opts.layout != "client") \
+                or not self.participants[who].name:
+            return None
         height = max(12, min(32, rect.h // 10 // 2 * 2))
-        names = tuple(p.name for p in self.participants)  # one ffmpeg run renders them all
-        return render_labels(names, height)[who]
-
-    def labels(self, who: Sequence[int | None]) -> list[tuple[np.ndarray, Rect]]:
-        """(mask, canvas box) of each slot's name label, for the composed frame."""
-        if not (self.opts.labels and self.opts.layout != "client"):
-            return []
-        out = []
-        for p, rect in zip(who, self.rects):
-            if p is None or not self.participants[p].name:
-                continue
-            mask = self._mask(p, rect)
-            box = label_box(rect, *(mask.shape[::-1] if mask is not None else (0, 0)))
-            if mask is not None and box is not None:
-                out.append((mask, box))
-        self.labels_drawn = self.labels_drawn or bool(out)
-        return out
-
-
-def _scaled(src: av.VideoFrame, rect: Rect) -> av.VideoFrame:
-    """`src` scaled into a rect.w × rect.h yuv420p frame, aspect kept (letterboxed if needed)."""
-    inner = fit(src.width, src.height, Rect(0, 0, rect.w, rect.h))
-    if (src.width, src.height, src.format.name) == (rect.w, rect.h, "yuv420p"):
-        return src  # already tile-sized: nothing to do (xstack copies it into the canvas)
-    if (inner.w, inner.h) == (rect.w, rect.h):
-        return src.reformat(rect.w, rect.h, "yuv420p")
-    small = src.reformat(inner.w, inner.h, "yuv420p")
-    canvas = _black(rect)
-    for idx, div in ((0, 1), (1, 2), (2, 2)):
-        dst = _plane(canvas, idx, rect.h // div)
-        part = _plane(small, idx, inner.h // div)
-        y, x, h, w = inner.y // div, inner.x // div, inner.h // div, inner.w // div
-        dst[y:y + h, x:x + w] = part[:, :w]
-    return canvas
-
-
-def _plane(frame: av.VideoFrame, index: int, rows: int) -> np.ndarray:
-    plane = frame.planes[index]
-    return np.frombuffer(plane, dtype=np.uint8).reshape(rows, plane.line_size)
-
-
-def _black(rect: Rect) -> av.VideoFrame:
-    data = np.full((rect.h * 3 // 2, rect.w), 128, dtype=np.uint8)
-    data[:rect.h] = 16
-    return av.VideoFrame.from_ndarray(data, format="yuv420p")
-
-
-def _graph(rects: list[Rect], opts: CompositeOptions):
-    """buffer × n → xstack (n > 1) → pad to the canvas → fps → sink."""
-    graph = av.filter.Graph()
-    tb = Fraction(1, opts.fps)
-    srcs = [graph.add_buffer(width=r.w, height=r.h, format="yuv420p", time_base=tb) for r in rects]
-    if len(rects) > 1:
-        layout = "|".join(f"{r.x}_{r.y}" for r in rects)
-        stack = graph.add("xstack", f"inputs={len(rects)}:layout={layout}:fill=black")
-        for i, s in enumerate(srcs):
-            s.link_to(stack, 0, i)
-        x, y = 0, 0
-    else:
-        stack, x, y = srcs[0], rects[0].x, rects[0].y
-    pad = graph.add("pad", f"{opts.width}:{opts.height}:{x}:{y}:black")
-    fps = graph.add("fps", f"fps={opts.fps}:eof_action=pass")
-    sink = graph.add("buffersink")
-    stack.link_to(pad)
-    pad.link_to(fps)
-    fps.link_to(sink)
-    graph.configure()
-    return graph, srcs, sink
-
-
-def _drain(sink, stream, out, labels: dict[int, list[tuple[np.ndarray, Rect]]]) -> int:
-    """Encode what the graph has ready; labels are burnt into the composed frame (cheap: small boxes)."""
-    count = 0
-    while True:
-        try:
-            frame = sink.pull()
-        except (av.error.BlockingIOError, av.error.EOFError):
-            return count
-        boxes = labels.pop(frame.pts, [])
-        if boxes:
-            frame.make_writable()  # the fps filter may still hold a reference to this frame
-            for mask, box in boxes:
-                burn_label(frame, mask, box)
-        frame.pict_type = NONE_PICT  # input keyframe flags must not leak into x264's decisions
-        out.mux(stream.encode(frame))
-        count += 1
+        mask = render_labels(tuple(p.name for p in self.participants), height)[who]  # one ffmpeg run, cached
+        box = label_box(rect, *(mask.shape[::-1] if mask is not None else (0, 0)))
+        if mask is None or box is None:
+            return None
+        self.labels_drawn = True
+        return mask, box
 
 
 def _encode_video(out, stream, tiler: _Tiler, ticks: range, speaker_of: _SpeakerTimeline | None,
                   opts: CompositeOptions) -> int:
-    _, srcs, sink = _graph(tiler.rects, opts)
-    frames, labels = 0, {}
+    """One encoded frame per output tick, k/fps s on the timeline (pts from the window start)."""
+    canvas = Canvas(opts.width, opts.height)
+    frame, frames = canvas.frame, 0
+    frame.time_base = Fraction(1, opts.fps)
     with ExitStack() as stack:
         tiler.open(stack, ticks.start * 1000 / opts.fps, ticks.stop * 1000 / opts.fps)
         for k in ticks:
             t_ms = k * 1000 / opts.fps
             tiler.advance(t_ms)
-            who = tiler.slots(t_ms, speaker_of.at(t_ms) if speaker_of else None)
-            labels[k - ticks.start] = tiler.labels(who)
-            for src, rect, p in zip(srcs, tiler.rects, who):
-                tile = tiler.tile(p, rect, t_ms)
-                tile.pts, tile.time_base, tile.duration = k - ticks.start, Fraction(1, opts.fps), 1
-                src.push(tile)
-            frames += _drain(sink, stream, out, labels)
-        for src in srcs:
-            src.push(None)
-        frames += _drain(sink, stream, out, labels)
+            for slot, who in enumerate(tiler.slots(t_ms, speaker_of.at(t_ms) if speaker_of else None)):
+                tiler.draw(canvas, slot, who, t_ms)
+            frame.pts = k - ticks.start
+            frame.pict_type = NONE_PICT  # input keyframe flags must not leak into x264's decisions
+            out.mux(stream.encode(frame))
+            frames += 1
     out.mux(stream.encode(None))
     return frames

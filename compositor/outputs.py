@@ -42,17 +42,20 @@ def _window_packets(path: Path, index: int, window_ms: int, keep_priming: bool,
     """Packets of one window with timeline timestamps (in their own stream time base)."""
     with open_media(path) as c:
         streams = [s for s in c.streams if s.type in ("audio", "video")]
+        # Per stream, once: its kind, the timeline shift in its time base, the first audio pts kept.
+        kinds = {s.index: s.type for s in streams}
+        shifts = {s.index: int(round(Fraction(index * window_ms + extra_ms, 1000) / s.time_base)) for s in streams}
+        drop_before = {s.index: _first_audio_pts(index, window_ms, s.codec_context.sample_rate)
+                       for s in streams if s.type == "audio" and not (keep_priming and index == 0)}
         for pkt in c.demux(streams):
             if pkt.dts is None or pkt.pts is None:
                 continue
-            kind = pkt.stream.type
-            if kind == "audio" and not (keep_priming and index == 0):
-                if pkt.pts < _first_audio_pts(index, window_ms, pkt.stream.codec_context.sample_rate):
-                    continue
-            shift = int(round(Fraction(index * window_ms + extra_ms, 1000) / pkt.time_base))
-            pkt.pts += shift
-            pkt.dts += shift
-            yield kind, pkt
+            i = pkt.stream_index
+            if i in drop_before and pkt.pts < drop_before[i]:
+                continue
+            pkt.pts += shifts[i]
+            pkt.dts += shifts[i]
+            yield kinds[i], pkt
 
 
 def concat_windows(windows: Sequence[Path], window_ms: int, out_path: str | Path) -> int:

@@ -16,9 +16,9 @@ from typing import Iterator
 import av
 
 from core.errors import InvalidMedia
-from compositor.timing import pts_to_ms
+from compositor.timing import ms_scale
 
-__all__ = ["StreamInfo", "MediaInfo", "probe", "open_media", "ALLOWED_FORMATS"]
+__all__ = ["StreamInfo", "MediaInfo", "Spans", "probe", "describe", "open_media", "ALLOWED_FORMATS"]
 
 # Demuxer names (PyAV `container.format.name`) we accept, by our container label.
 ALLOWED_FORMATS = {"matroska,webm": "webm", "mov,mp4,m4a,3gp,3g2,mj2": "mp4", "ogg": "ogg"}
@@ -62,16 +62,16 @@ class MediaInfo:
 
     @property
     def origin_ms(self) -> float:
-        """The media instant that maps to the chunk's real start.
+        """The media instant that maps to the chunk's real start: its earliest packet.
 
-        Video's first frame when there is video; otherwise the first audio packet, but not
-        before 0 (Opus/AAC priming gives the first packet a slightly negative pts).
+        A browser's muxer (Chromium's WebM and MP4 writers) counts every track from the
+        first frame of *any* track, and the first video frame often arrives tens of ms
+        after the first audio: taking video's first frame as the start would play that
+        chunk's audio early by as much. Opus/AAC priming gives the first audio packet a
+        slightly negative pts: that counts as 0.
         """
-        video = self.stream("video")
-        if video is not None and video.start_ms is not None:
-            return video.start_ms
-        start = self.start_ms or 0.0
-        return 0.0 if -100.0 < start < 0 else start
+        starts = [0.0 if -100.0 < s.start_ms < 0 else s.start_ms for s in self.streams if s.start_ms is not None]
+        return min(starts) if starts else 0.0
 
     @property
     def origin_end_ms(self) -> float:
@@ -116,31 +116,59 @@ def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     return StreamInfo(**common, sample_rate=ctx.sample_rate, channels=ctx.channels)
 
 
-def probe(path: str | Path, what: str = "") -> MediaInfo:
-    """Demux every packet of `path`; raise InvalidMedia unless it is A/V in an allowed container."""
+def probe(path: str | Path, what: str = "", require_packets: bool = True) -> MediaInfo:
+    """Demux every packet of `path`; raise InvalidMedia unless it is A/V in an allowed container.
+
+    `require_packets=False` accepts a header without media (Chromium's timeslice MP4
+    header blob is only `ftyp` + `moov`: every fragment comes in continuations).
+    """
     with open_media(path, what) as c:
-        container = ALLOWED_FORMATS.get(c.format.name)
-        if container is None:
-            raise InvalidMedia(f"{what or Path(path).name}: unsupported container {c.format.name}",
-                               code="unsupported_container")
-        streams = [s for s in c.streams if s.type in ("audio", "video")]
-        if not streams:
-            raise InvalidMedia(f"{what or Path(path).name}: no audio or video stream", code="no_streams")
-        span: dict[int, list] = {s.index: [None, None, 0] for s in streams}
-        for pkt in c.demux(streams):
-            if pkt.dts is None or pkt.pts is None:
-                continue
-            st = span[pkt.stream.index]
-            start = pts_to_ms(pkt.pts, pkt.time_base)
-            end = pts_to_ms(pkt.pts + (pkt.duration or 0), pkt.time_base)
-            st[0] = start if st[0] is None else min(st[0], start)
-            st[1] = end if st[1] is None else max(st[1], end)
-            st[2] += 1
-        infos = [_with_span(_stream_info(s), *span[s.index]) for s in streams]
-    if not any(i.packets for i in infos):
+        header = describe(c, what or Path(path).name)
+        spans = Spans(header)
+        for pkt in c.demux([c.streams[s.index] for s in header.streams]):
+            spans.add(pkt)
+        info = spans.info()
+    if require_packets and not any(i.packets for i in info.streams):
         raise InvalidMedia(f"{what or Path(path).name}: no packets", code="empty_media")
-    return MediaInfo(container=container, streams=infos)
+    return info
 
 
-def _with_span(info: StreamInfo, start: float | None, end: float | None, packets: int) -> StreamInfo:
-    return replace(info, start_ms=start, end_ms=end, packets=packets)
+def describe(c: av.container.InputContainer, what: str) -> MediaInfo:
+    """What an open file's header declares (no spans); InvalidMedia unless A/V in an allowed container."""
+    container = ALLOWED_FORMATS.get(c.format.name)
+    if container is None:
+        raise InvalidMedia(f"{what}: unsupported container {c.format.name}", code="unsupported_container")
+    streams = [_stream_info(s) for s in c.streams if s.type in ("audio", "video")]
+    if not streams:
+        raise InvalidMedia(f"{what}: no audio or video stream", code="no_streams")
+    return MediaInfo(container=container, streams=streams)
+
+
+class Spans:
+    """Accumulates each stream's first pts, last pts + duration and packet count (ms)."""
+
+    def __init__(self, header: MediaInfo) -> None:
+        self.header = header
+        self.span: dict[int, list] = {s.index: [None, None, 0] for s in header.streams}
+        self.scale = {s.index: ms_scale(s.time_base) for s in header.streams}
+
+    def add(self, pkt: av.Packet) -> bool:
+        """Count one packet; False (ignored) if it has no timestamps (a flush packet)."""
+        pts = pkt.pts
+        if pts is None or pkt.dts is None:
+            return False
+        index = pkt.stream_index
+        st, (num, den) = self.span[index], self.scale[index]
+        start = pts * num / den  # = pts_to_ms(pts, time_base), without a Fraction per packet
+        end = (pts + (pkt.duration or 0)) * num / den
+        st[0] = start if st[0] is None else min(st[0], start)
+        st[1] = end if st[1] is None else max(st[1], end)
+        st[2] += 1
+        return True
+
+    def seen_all(self) -> bool:
+        return all(st[2] for st in self.span.values())
+
+    def info(self) -> MediaInfo:
+        return replace(self.header, streams=[replace(s, start_ms=self.span[s.index][0], end_ms=self.span[s.index][1],
+                                                     packets=self.span[s.index][2]) for s in self.header.streams])

@@ -2,26 +2,27 @@
 
 The canonical demux → mux loop (PyAV's examples/basics/remux.py) with two additions:
 each source is offset so that its first media instant lands on its real start on the
-recording timeline (`compositor.timing.place_chunks`), and packets whose codec does not
+recording timeline (`compositor.timing.Placer`), and packets whose codec does not
 match the output stream (a codec change between chunks) are transcoded — only those.
 Holes between chunks stay holes in the timestamps and are reported as gaps; later media
 is never moved earlier. Output is Matroska with a 1 ms time base (timeline ms).
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import av
 
 from core.errors import InvalidMedia
 from core.logging import get_logger
 from core.timeline import Span
-from compositor.probe import MediaInfo, StreamInfo, open_media, probe
-from compositor.timing import ChunkTiming, Placement, place_chunks
+from compositor.probe import MediaInfo, Spans, StreamInfo, describe, open_media
+from compositor.timing import Placement, Placer, ms_scale
 
 __all__ = ["Source", "StitchReport", "stitch", "join_parts"]
 
@@ -68,25 +69,62 @@ def join_parts(parts: Sequence[Path | bytes], out: Path) -> Path:
 
 
 def stitch(sources: Sequence[Source], out_path: str | Path, gap_tolerance_ms: float = 40.0) -> StitchReport:
-    """Remux `sources` (in timeline order) into `out_path` (Matroska, timestamps = timeline ms)."""
+    """Remux `sources` (in timeline order) into `out_path` (Matroska, timestamps = timeline ms).
+
+    One pass over each source: the first packets of every stream are held back just long
+    enough to learn where its media starts (so its offset is known), then everything is
+    copied; where it ends is learnt while copying, before the next source is placed.
+    Sources without media packets (a timeslice header holding only the init segment) are
+    skipped; `report.placements` lists the others. InvalidMedia("empty_media") if none has any.
+    """
     if not sources:
         raise InvalidMedia("nothing to stitch", code="no_chunks")
-    infos = [probe(s.path) for s in sources]
-    timings = [ChunkTiming(s.start_ms, s.origin_ms if s.origin_ms is not None else i.origin_ms,
-                           i.origin_end_ms) for s, i in zip(sources, infos)]
-    report = StitchReport(placements=place_chunks(timings, gap_tolerance_ms))
-    report.gaps = [Span(int(p.start_ms - p.gap_before_ms), int(p.start_ms))
-                   for p in report.placements if p.gap_before_ms > 0]
+    report, placer = StitchReport(), Placer(gap_tolerance_ms)
     with av.open(str(out_path), "w", format="matroska") as out:
         writer = _Writer(out)
-        for n, (src, info, placement) in enumerate(zip(sources, infos, report.placements)):
-            if writer.copy_source(src.path, info, placement.offset_ms):
-                report.transcoded.append(n)
+        for n, src in enumerate(sources):
+            copied = _copy_source(writer, src, placer)
+            if copied is not None:
+                report.placements.append(copied[0])
+                if copied[1]:
+                    report.transcoded.append(n)
         report.packets = writer.packets
+        if not report.placements:
+            raise InvalidMedia("no media packets in any source", code="empty_media")
+    report.gaps = [Span(int(p.start_ms - p.gap_before_ms), int(p.start_ms))
+                   for p in report.placements if p.gap_before_ms > 0]
     for p in report.placements:
         if p.shifted_ms > 0:
             log.info("chunk_shifted_later", shifted_ms=round(p.shifted_ms, 1), start_ms=p.start_ms)
     return report
+
+
+LEAD_PACKETS = 256  # held back at most while waiting for every stream's first packet
+
+
+def _copy_source(writer: "_Writer", src: Source, placer: Placer) -> tuple[Placement, bool] | None:
+    """Place and copy one source; (placement, transcoded?) or None if it holds no packets."""
+    with open_media(src.path) as c:
+        spans = Spans(describe(c, Path(src.path).name))
+        packets = _timed(c.demux([c.streams[s.index] for s in spans.header.streams]), spans)
+        lead = []
+        for pkt in packets:
+            lead.append(pkt)
+            if spans.seen_all() or len(lead) >= LEAD_PACKETS:
+                break
+        if not lead:
+            return None
+        origin = src.origin_ms if src.origin_ms is not None else spans.info().origin_ms
+        offset = placer.begin(src.start_ms, origin)
+        recoded = writer.copy(c, spans.header, itertools.chain(lead, packets), offset)
+    return placer.end(spans.info().origin_end_ms), recoded
+
+
+def _timed(packets: Iterator[av.Packet], spans: Spans) -> Iterator[av.Packet]:
+    """Packets with timestamps (flush/empty packets carry no media), counted into `spans`."""
+    for pkt in packets:
+        if spans.add(pkt):
+            yield pkt
 
 
 _ENCODER_NAMES = {"h264": "libx264", "vp8": "libvpx", "vp9": "libvpx-vp9"}
@@ -131,30 +169,29 @@ class _Writer:
                 self.streams[s.kind] = self.out.add_stream_from_template(container.streams[s.index])
                 self.streams[s.kind].time_base = MS
 
-    def copy_source(self, path: Path, info: MediaInfo, offset_ms: float) -> bool:
-        """Copy (or transcode where codecs differ) one source; True if anything was re-encoded."""
-        with open_media(path) as c:
-            self._ensure_streams(c, info)
-            kinds = {s.index: s for s in info.streams}
-            recode = {i for i, s in kinds.items() if not self.templates[s.kind].same_codec(s)}
-            for i in recode:
-                c.streams[i].thread_type = "AUTO"
-            for pkt in c.demux([c.streams[i] for i in kinds]):
-                if pkt.dts is None or pkt.pts is None:
-                    continue  # flush/empty packets carry no media
-                kind = kinds[pkt.stream.index].kind
-                if pkt.stream.index in recode:
-                    self._transcode(kind, pkt, offset_ms)
-                else:
-                    self._write(kind, pkt, offset_ms)
-            self.flush()
+    def copy(self, c: av.container.InputContainer, info: MediaInfo, packets: Iterable[av.Packet],
+             offset_ms: float) -> bool:
+        """Copy (or transcode where codecs differ) one source's packets; True if anything was re-encoded."""
+        self._ensure_streams(c, info)
+        kinds = {s.index: s for s in info.streams}
+        recode = {i for i, s in kinds.items() if not self.templates[s.kind].same_codec(s)}
+        for i in recode:
+            c.streams[i].thread_type = "AUTO"
+        scales = {i: ms_scale(s.time_base) for i, s in kinds.items()}
+        for pkt in packets:
+            index = pkt.stream_index
+            if index in recode:
+                self._transcode(kinds[index].kind, pkt, offset_ms)
+            else:
+                self._write(kinds[index].kind, pkt, offset_ms, *scales[index])
+        self.flush()
         return bool(recode)
 
-    def _write(self, kind: str, pkt: av.Packet, offset_ms: float) -> None:
-        tb = pkt.time_base
-        pts = int(round(float(pkt.pts * tb * 1000) + offset_ms))
-        dts = int(round(float(pkt.dts * tb * 1000) + offset_ms))
-        dur = int(round(float((pkt.duration or 0) * tb * 1000)))
+    def _write(self, kind: str, pkt: av.Packet, offset_ms: float, num: int, den: int) -> None:
+        """Copy one packet, its timestamps moved to timeline ms (`pts * num / den` = media ms)."""
+        pts = int(round(pkt.pts * num / den + offset_ms))
+        dts = int(round(pkt.dts * num / den + offset_ms))
+        dur = int(round((pkt.duration or 0) * num / den))
         self._mux(kind, pkt, pts, dts, dur)
 
     def _mux(self, kind: str, pkt: av.Packet, pts: int, dts: int, dur: int) -> None:

@@ -17,7 +17,7 @@ from fractions import Fraction
 from typing import Sequence
 
 __all__ = [
-    "ChunkTiming", "Placement", "place_chunks", "ms_to_pts", "pts_to_ms",
+    "ChunkTiming", "Placement", "Placer", "place_chunks", "ms_to_pts", "pts_to_ms", "ms_scale",
     "audio_bounds", "frame_ticks",
 ]
 
@@ -56,19 +56,44 @@ def place_chunks(chunks: Sequence[ChunkTiming], gap_tolerance_ms: float = 40.0,
     than `gap_tolerance_ms` are reported as `gap_before_ms` (the stitcher leaves them as
     holes in the timestamps; the compositor fills them with frozen frames / silence).
     """
-    out: list[Placement] = []
-    prev_end: float | None = None
+    placer = Placer(gap_tolerance_ms, overlap_tolerance_ms)
+    out = []
     for c in chunks:
-        start = float(c.start_ms)
-        shifted = 0.0
-        if prev_end is not None and start < prev_end - overlap_tolerance_ms:
-            shifted, start = prev_end - start, prev_end
-        gap = 0.0 if prev_end is None else max(0.0, start - prev_end)
-        duration = max(0.0, c.media_end_ms - c.media_start_ms)
-        out.append(Placement(offset_ms=start - c.media_start_ms, start_ms=start, end_ms=start + duration,
-                             gap_before_ms=gap if gap > gap_tolerance_ms else 0.0, shifted_ms=shifted))
-        prev_end = start + duration
+        placer.begin(c.start_ms, c.media_start_ms)
+        out.append(placer.end(c.media_end_ms))
     return out
+
+
+class Placer:
+    """`place_chunks` one source at a time, for a single pass over the media.
+
+    `begin` needs only where the source's media starts (its offset is known before its
+    packets are copied); `end` takes where its media ended once they have been.
+    """
+
+    def __init__(self, gap_tolerance_ms: float = 40.0, overlap_tolerance_ms: float = 40.0) -> None:
+        self.gap_tolerance_ms, self.overlap_tolerance_ms = gap_tolerance_ms, overlap_tolerance_ms
+        self.prev_end: float | None = None
+        self._open: tuple[float, float, float, float] | None = None
+
+    def begin(self, start_ms: float, media_start_ms: float) -> float:
+        """Offset (timeline_ms = media_ms + offset) of the next source."""
+        start, shifted = float(start_ms), 0.0
+        if self.prev_end is not None and start < self.prev_end - self.overlap_tolerance_ms:
+            shifted, start = self.prev_end - start, self.prev_end
+        gap = 0.0 if self.prev_end is None else max(0.0, start - self.prev_end)
+        self._open = (start, media_start_ms, gap if gap > self.gap_tolerance_ms else 0.0, shifted)
+        return start - media_start_ms
+
+    def end(self, media_end_ms: float) -> Placement:
+        """Close the source `begin` opened, given the end of its media (its own clock)."""
+        if self._open is None:
+            raise RuntimeError("end() without begin()")
+        start, media_start, gap, shifted = self._open
+        duration = max(0.0, media_end_ms - media_start)
+        self._open, self.prev_end = None, start + duration
+        return Placement(offset_ms=start - media_start, start_ms=start, end_ms=start + duration,
+                         gap_before_ms=gap, shifted_ms=shifted)
 
 
 def ms_to_pts(ms: float, time_base: Fraction) -> int:
@@ -79,6 +104,15 @@ def ms_to_pts(ms: float, time_base: Fraction) -> int:
 def pts_to_ms(pts: int, time_base: Fraction) -> float:
     """Integer timestamp in `time_base` → milliseconds."""
     return float(pts * time_base * 1000)
+
+
+def ms_scale(time_base: Fraction) -> tuple[int, int]:
+    """(num, den) with `pts * num / den == pts_to_ms(pts, time_base)` exactly, for per-packet loops.
+
+    int / int is correctly rounded in Python, as float(Fraction) is, and avoids building
+    Fractions for every packet (they dominated remuxing time).
+    """
+    return time_base.numerator * 1000, time_base.denominator
 
 
 def audio_bounds(index: int, window_ms: int, rate: int, frame: int = 1024) -> tuple[int, int]:

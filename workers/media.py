@@ -6,6 +6,8 @@
     finalize_recording(rec)         last window(s) → concat by stream copy →
                                     outputs/composite.mp4, outputs/hls/index.m3u8,
                                     outputs/poster.jpg, outputs/thumbs/strip.jpg; "media.final"
+    media_failed(message, info)     dramatiq's on_retry_exhausted callback: the step (and for
+                                    "media.final" the recording) becomes failed, error stored
 
 Idempotent: every object key is deterministic, each file is written locally first and
 uploaded whole (an S3 PUT replaces an object atomically), and the window manifest
@@ -19,7 +21,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import dramatiq
 from sqlmodel import select
@@ -47,14 +49,18 @@ OPTIONS_VERSION = 1  # bump when rendering changes, so stored windows are re-ren
 
 
 def _retry_when(retries: int, exc: BaseException) -> bool:
-    """Retry transient failures (up to 8 times, with dramatiq's exponential backoff)."""
+    """Retry transient and unexpected failures (`media_max_retries` times, exponential backoff).
+
+    When this says no, dramatiq's Retries middleware fails the message and sends it to
+    `media_failed` (`on_retry_exhausted`), which stores the error on the step.
+    """
     if isinstance(exc, RecorderError) and not exc.retryable:
         return False
-    return retries < 8
+    return retries < res.settings.media_max_retries
 
 
 _ACTOR = dict(queue_name="media", retry_when=_retry_when, min_backoff=500, max_backoff=60_000,
-              time_limit=30 * 60_000)
+              time_limit=30 * 60_000, on_retry_exhausted="media_failed")
 
 
 # ---------------------------------------------------------------- ledger → plan
@@ -128,7 +134,7 @@ def _group_source(group: InputGroup, tmp: Path) -> Source:
         raise InvalidMedia(f"no cluster/fragment start in chunk {group.parts[0].seq}", code="no_sync_point")
     init = cbytes.init_segment(head.read_bytes(), group.header.container)
     join_parts([init, first[sync:], *parts[1:]], joined)
-    return Source(joined, group.header.start_ms, origin_ms=probe(head).origin_ms)
+    return Source(joined, group.header.start_ms, origin_ms=probe(head, require_packets=False).origin_ms)
 
 
 def _participants(rec: Recording, tracks: list[Track], files: dict[str, Path]) -> list[Participant]:
@@ -161,7 +167,12 @@ def _render(rec: Recording, tracks: list[Track], plan: dict[str, Any], index: in
             if not groups:
                 continue
             sources = [_group_source(g, tmp) for g in groups]
-            report = stitch(sources, tmp / f"{track_id}.mkv")
+            try:
+                report = stitch(sources, tmp / f"{track_id}.mkv")
+            except InvalidMedia as exc:
+                if exc.code != "empty_media":
+                    raise
+                continue  # no media of this track in the window yet: it is a gap here
             files[track_id] = tmp / f"{track_id}.mkv"
             gaps[track_id] = [[g.start_ms, g.end_ms] for g in report.gaps]
         out = tmp / "window.mp4"
@@ -192,16 +203,30 @@ def _ensure_window(rec: Recording, tracks: list[Track], chunks: dict[str, list[C
     step = _window_step(index)
     mark_step(res.engine(), rec.id, step, "running")
     with bound(recording_id=rec.id, phase=step):
-        manifest = _render(rec, tracks, plan, index, end_ms)
+        try:
+            manifest = _render(rec, tracks, plan, index, end_ms)
+        except Exception as exc:  # noqa: BLE001 (recorded on the step, then re-raised)
+            _failing(rec.id, step, exc)
         log.info("window_rendered", frames=manifest["frames"])
     mark_step(res.engine(), rec.id, step, "done")
     return manifest
 
 
-def _failing(recording_id: str, step: str, exc: RecorderError) -> None:
-    """Store the reason of a non-retryable failure on the step (and re-raise to dramatiq)."""
-    if not exc.retryable:
-        mark_step(res.engine(), recording_id, step, "failed", error=f"{exc.code}: {exc.message}"[:1000])
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, RecorderError):
+        return f"{exc.code}: {exc.message}"[:1000]
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+def _failing(recording_id: str, step: str, exc: BaseException) -> NoReturn:
+    """Store why a step failed, then re-raise to dramatiq.
+
+    Bad input (a non-retryable RecorderError) fails the step for good. Anything else is
+    retried: the step goes back to "pending" with the error shown, and `media_failed`
+    marks it failed once the retries are exhausted.
+    """
+    final = isinstance(exc, RecorderError) and not exc.retryable
+    mark_step(res.engine(), recording_id, step, "failed" if final else "pending", error=_error_text(exc))
     raise exc
 
 
@@ -220,7 +245,9 @@ def process_chunk(recording_id: str, track_id: str, seq: int) -> None:
         if not ref.continuation:
             with tempfile.TemporaryDirectory(prefix="chunk-") as tmp:
                 try:
-                    probe(_download(ref.key, Path(tmp) / f"chunk.{ref.container}"), what=f"{track_id}/{seq}")
+                    # A timeslice header may hold no media yet (Chromium MP4: ftyp + moov only).
+                    probe(_download(ref.key, Path(tmp) / f"chunk.{ref.container}"), what=f"{track_id}/{seq}",
+                          require_packets=False)
                 except InvalidMedia as exc:
                     _failing(recording_id, step, exc)
         mark_step(res.engine(), recording_id, step, "done")
@@ -249,10 +276,7 @@ def composite_window(recording_id: str, index: int) -> None:
         rec, tracks, chunks = _load(recording_id)
         if rec.status not in ("recording", "processing"):
             return
-        try:
-            _ensure_window(rec, tracks, chunks, index, None)
-        except RecorderError as exc:
-            _failing(recording_id, _window_step(index), exc)
+        _ensure_window(rec, tracks, chunks, index, None)  # records its own failures
 
 
 @dramatiq.actor(**_ACTOR)
@@ -263,7 +287,7 @@ def finalize_recording(recording_id: str) -> None:
         mark_step(res.engine(), recording_id, "media.final", "running")
         try:
             outputs = _finalize(rec, tracks, chunks)
-        except RecorderError as exc:
+        except Exception as exc:  # noqa: BLE001 (recorded on the step, then re-raised)
             _failing(recording_id, "media.final", exc)
         with session_scope(res.engine()) as s:
             row = s.get(Recording, recording_id)
@@ -304,3 +328,33 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
     return {"composite": out["composite.mp4"], "hls": out["hls/index.m3u8"], "poster": out["poster.jpg"],
             "thumbnails": out["thumbs/strip.jpg"], "duration_ms": end, "windows": count,
             "media_gaps": gaps, "labels": all(m.get("labels", False) for m in manifests)}
+
+
+@dramatiq.actor(queue_name="media", max_retries=5, min_backoff=1000)
+def media_failed(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
+    """`on_retry_exhausted` of the media actors: the step failed for good, with its last error.
+
+    "media.final" failing makes the recording `failed` (`workers.status.mark_step`). A step
+    already failed by bad input keeps its more precise reason.
+    """
+    name, args = message.get("actor_name"), list(message.get("args") or [])
+    step = {"finalize_recording": lambda: "media.final", "composite_window": lambda: _window_step(int(args[1])),
+            "process_chunk": lambda: _chunk_step(str(args[1]), int(args[2]))}.get(name)
+    if step is None or not args:
+        log.warning("retries_exhausted_unknown_step", actor=name)
+        return
+    recording_id, step_name = str(args[0]), step()
+    with session_scope(res.engine()) as s:
+        if s.get(Recording, recording_id) is None:
+            return  # deleted meanwhile (or never existed): nothing to mark
+        row = s.exec(select(ProcessingStep).where(ProcessingStep.recording_id == recording_id,
+                                                  ProcessingStep.step == step_name)).first()
+        previous = (row.status, row.error) if row is not None else (None, None)
+    if previous[0] == "failed":
+        return
+    lines = [ln for ln in str((message.get("options") or {}).get("traceback", "")).splitlines() if ln.strip()]
+    error = previous[1] or (lines[-1].strip() if lines else "unknown error")
+    tries = int(retry_info.get("retries", 0)) + 1
+    with bound(recording_id=recording_id, phase=step_name):
+        log.error("media_step_failed", error=error, attempts=tries)
+    mark_step(res.engine(), recording_id, step_name, "failed", error=f"{error} (gave up after {tries} attempts)"[:1000])

@@ -69,3 +69,24 @@ def frame_hashes(path: Path) -> list[str]:
         for frame in c.decode(c.streams.video[0]):
             out.append(hashlib.sha256(frame.to_ndarray().tobytes()).hexdigest()[:16])
     return out
+
+
+def packet_times_ms(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """(dts, pts) in ms of every packet with timestamps, per stream kind, in file order."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    with av.open(str(path)) as c:
+        for pkt in c.demux([s for s in c.streams if s.type in ("audio", "video")]):
+            if pkt.dts is None or pkt.pts is None:
+                continue
+            tb = pkt.time_base * 1000
+            out.setdefault(pkt.stream.type, []).append((float(pkt.dts * tb), float(pkt.pts * tb)))
+    return out
+
+
+def grid_residuals_ms(onsets: list[float], period_ms: float) -> list[float]:
+    """How far each onset is from a regular grid of `period_ms` (phase = the median phase)."""
+    if not onsets:
+        return []
+    wrapped = [((t - onsets[0] + period_ms / 2) % period_ms) - period_ms / 2 for t in onsets]
+    ref = sorted(wrapped)[len(wrapped) // 2]
+    return [w - ref for w in wrapped]

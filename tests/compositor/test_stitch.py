@@ -135,3 +135,17 @@ def test_not_media_is_invalid(tmp_path):
     garbage.write_bytes(b"\x00" * 1000)
     with pytest.raises(InvalidMedia):
         probe(garbage)
+
+
+def test_header_only_sources_are_skipped(clip_mp4, tmp_path):
+    # A timeslice header can hold only the init segment (Chromium's MP4: ftyp + moov).
+    head = tmp_path / "head.mp4"
+    head.write_bytes(init_segment(clip_mp4.read_bytes(), "mp4"))
+    info = probe(head, require_packets=False)
+    assert info.streams and not any(s.packets for s in info.streams)
+    with pytest.raises(InvalidMedia) as err:
+        stitch([Source(head, 0)], tmp_path / "empty.mkv")
+    assert err.value.code == "empty_media"
+    report = stitch([Source(head, 0), Source(clip_mp4, 0)], tmp_path / "c.mkv")
+    assert len(report.placements) == 1 and report.placements[0].start_ms == 0
+    _assert_events(tmp_path / "c.mkv", [1000, 4000])

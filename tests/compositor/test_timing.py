@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import pytest
 
-from compositor.timing import ChunkTiming, audio_bounds, frame_ticks, ms_to_pts, place_chunks, pts_to_ms
+from compositor.timing import ChunkTiming, audio_bounds, frame_ticks, ms_scale, ms_to_pts, place_chunks, pts_to_ms
 
 
 def test_chunks_are_placed_at_their_real_start_not_after_previous_duration():
@@ -71,3 +71,11 @@ def test_frame_ticks_cover_the_window_exactly():
     assert len(frame_ticks(60000, 61000, 30)) == 30
     # Windows not on a frame boundary still tile without overlap.
     assert frame_ticks(0, 1010, 30).stop == frame_ticks(1010, 2000, 30).start
+
+
+@pytest.mark.parametrize("tb", [Fraction(1, 1000), Fraction(1, 48000), Fraction(1, 15360), Fraction(1, 20000),
+                                Fraction(1001, 30000)])
+def test_ms_scale_is_exactly_pts_to_ms(tb):
+    num, den = ms_scale(tb)
+    for pts in (-312, 0, 1, 7, 1023, 48_000, 123_456_789, 2**40 + 3):
+        assert pts * num / den == pts_to_ms(pts, tb)

@@ -153,6 +153,40 @@ def test_invalid_chunk_fails_fast_and_becomes_a_gap(db, store, broker, chunk_fil
     assert any(abs(g[0] - 2500) <= 60 and abs(g[1] - 5000) <= 60 for g in gaps), gaps
 
 
+def _recording(engine, rec_id: str) -> Recording:
+    with session_scope(engine) as s:
+        rec = s.get(Recording, rec_id)
+        s.expunge(rec)
+        return rec
+
+
+def test_errors_fail_the_recording_with_the_reason_stored(db, store, broker, chunk_files, start_media_worker):
+    # Corrupt stored state: an unexpected error (not a RecorderError) on every attempt.
+    _add_recording(db, store, "rec-corrupt", {"a": chunk_files["a"][:1]}, status="processing")
+    store.put_bytes(keys.window_key("acme", "rec-corrupt", 0, "json"), b"{not json", "application/json")
+    # A chunk object deleted behind the worker's back: nothing to retry.
+    _add_recording(db, store, "rec-deleted", {"a": chunk_files["a"][:2]}, status="processing")
+    store.delete(keys.chunk_key("acme", "rec-deleted", "a", 1, "webm"))
+    worker = start_media_worker(RECORDER_WINDOW_MS=WINDOW, RECORDER_MEDIA_MAX_RETRIES="1")
+    for rec_id in ("rec-corrupt", "rec-deleted"):
+        enqueue(broker, "finalize_recording", rec_id)
+    for rec_id in ("rec-corrupt", "rec-deleted"):
+        wait_for(lambda: _recording(db, rec_id).status == "failed", 60, f"{rec_id} to fail", on_timeout=worker.log)
+
+    final = _steps(db, "rec-corrupt")["media.final"]
+    assert final.status == "failed" and final.attempts == 2  # the first try, then one retry
+    assert final.error.startswith("JSONDecodeError") and "gave up after 2 attempts" in final.error
+    assert _recording(db, "rec-corrupt").error.startswith("media.final: JSONDecodeError")
+
+    steps = _steps(db, "rec-deleted")
+    assert steps["media.final"].status == "failed" and steps["media.final"].attempts == 1
+    assert steps["media.final"].error.startswith("object_not_found")
+    assert steps["window.000000"].status == "failed"  # not left "running"
+    assert "object_not_found" in steps["window.000000"].error
+    assert _recording(db, "rec-deleted").error.startswith("media.final: object_not_found")
+    assert not store.exists(keys.output_key("acme", "rec-deleted", "composite.mp4"))
+
+
 def _objects_are_whole(store, prefix: str) -> list[str]:
     """Every MP4 under prefix probes (no half-written object under a final key)."""
     checked = []
