@@ -15,6 +15,9 @@ from typing import Callable, Iterator
 
 import pytest
 
+from sqlalchemy.engine import Engine
+
+from core.db import create_all, make_engine
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +66,15 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """The test's database with every table created (what the workers' engine() would make)."""
+    eng = make_engine(settings.database_url)
+    create_all(eng)
+    yield eng
+    eng.dispose()
 
 
 @pytest.fixture

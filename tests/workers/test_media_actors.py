@@ -12,7 +12,7 @@ from sqlmodel import select
 from compositor.layout import Rect, grid
 from compositor.probe import probe
 from core import keys
-from core.db import create_all, make_engine, session_scope
+from core.db import session_scope
 from core.models import Chunk, ProcessingStep, Recording, Track
 from core.queue import enqueue
 from tests.compositor.measure import beep_onsets_ms, flash_onsets_ms, frame_hashes, nearest_offsets
@@ -30,14 +30,6 @@ def chunk_files(tmp_path_factory):
     a = av_clip(d / "a.webm", 7, beeps_s=A_EVENTS, flashes_s=A_EVENTS, label="A")
     b = av_clip(d / "b.webm", 5, beeps_s=B_EVENTS, flashes_s=B_EVENTS, label="B")
     return {"a": split_chunks(a, d / "a", chunk_s=2.5), "b": split_chunks(b, d / "b", chunk_s=2.5)}
-
-
-@pytest.fixture
-def db(settings):
-    engine = make_engine(settings.database_url)
-    create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -91,24 +83,24 @@ def _centre(r: Rect) -> Rect:
     return Rect(r.x + r.w // 4, r.y + r.h // 4, r.w // 2, r.h // 3)
 
 
-def test_windows_while_recording_then_finalize_only_concatenates(db, store, broker, chunk_files,
+def test_windows_while_recording_then_finalize_only_concatenates(engine, store, broker, chunk_files,
                                                                  start_media_worker, tmp_path):
-    _add_recording(db, store, "rec1", chunk_files, offsets={"b": B_START})
+    _add_recording(engine, store, "rec1", chunk_files, offsets={"b": B_START})
     worker = start_media_worker(RECORDER_WINDOW_MS=WINDOW)
     for seq in range(4):
         for track in ("a", "b"):
             if seq < len(chunk_files[track]):
                 enqueue(broker, "process_chunk", "rec1", track, seq)
     # Both tracks reach 6 s: windows 0 and 1 are composited during the "interview".
-    wait_for(lambda: _done(db, "rec1", "window.000000") and _done(db, "rec1", "window.000001"), 120,
+    wait_for(lambda: _done(engine, "rec1", "window.000000") and _done(engine, "rec1", "window.000001"), 120,
              "windows 0 and 1", on_timeout=worker.log)
-    assert "window.000002" not in _steps(db, "rec1")  # still recording: not ready
-    _finalize(db, broker, "rec1")
-    wait_for(lambda: _done(db, "rec1", "media.final"), 120, "media.final", on_timeout=worker.log)
-    steps = _steps(db, "rec1")
+    assert "window.000002" not in _steps(engine, "rec1")  # still recording: not ready
+    _finalize(engine, broker, "rec1")
+    wait_for(lambda: _done(engine, "rec1", "media.final"), 120, "media.final", on_timeout=worker.log)
+    steps = _steps(engine, "rec1")
     assert steps["window.000000"].attempts == 1 and steps["window.000001"].attempts == 1  # not redone
     assert all(steps[f"chunk.{t}.{s:06d}"].status == "done" for t in "ab" for s in range(len(chunk_files[t])))
-    with session_scope(db) as s:
+    with session_scope(engine) as s:
         outputs = s.get(Recording, "rec1").outputs
     assert outputs["windows"] == 3 and abs(outputs["duration_ms"] - 7000) <= 60
     final = tmp_path / "composite.mp4"
@@ -129,9 +121,9 @@ def test_windows_while_recording_then_finalize_only_concatenates(db, store, brok
     assert store.get_bytes(outputs["thumbnails"])[:2] == b"\xff\xd8"
 
 
-def test_invalid_chunk_fails_fast_and_becomes_a_gap(db, store, broker, chunk_files, start_media_worker, tmp_path):
+def test_invalid_chunk_fails_fast_and_becomes_a_gap(engine, store, broker, chunk_files, start_media_worker, tmp_path):
     tracks = {"a": list(chunk_files["a"][:3])}
-    _add_recording(db, store, "rec2", tracks)
+    _add_recording(engine, store, "rec2", tracks)
     bad = keys.chunk_key("acme", "rec2", "a", 1, "webm")
     store.put_bytes(bad, b"\x89PNG\r\n\x1a\n" + b"\x00" * 4000)  # not media
     worker = start_media_worker(RECORDER_WINDOW_MS=WINDOW)
@@ -139,15 +131,15 @@ def test_invalid_chunk_fails_fast_and_becomes_a_gap(db, store, broker, chunk_fil
         enqueue(broker, "process_chunk", "rec2", "a", seq)
 
     def failed():
-        st = _steps(db, "rec2").get("chunk.a.000001")
+        st = _steps(engine, "rec2").get("chunk.a.000001")
         return st is not None and st.status == "failed" and st
 
     step = wait_for(failed, 60, "chunk 1 to fail", on_timeout=worker.log)
     assert "invalid_media" in step.error or "unsupported" in step.error
-    _finalize(db, broker, "rec2")
-    wait_for(lambda: _done(db, "rec2", "media.final"), 120, "media.final", on_timeout=worker.log)
-    assert _steps(db, "rec2")["chunk.a.000001"].attempts <= 1  # never retried
-    with session_scope(db) as s:
+    _finalize(engine, broker, "rec2")
+    wait_for(lambda: _done(engine, "rec2", "media.final"), 120, "media.final", on_timeout=worker.log)
+    assert _steps(engine, "rec2")["chunk.a.000001"].attempts <= 1  # never retried
+    with session_scope(engine) as s:
         outputs = s.get(Recording, "rec2").outputs
     gaps = outputs["media_gaps"]["a"]
     assert any(abs(g[0] - 2500) <= 60 and abs(g[1] - 5000) <= 60 for g in gaps), gaps
@@ -160,30 +152,30 @@ def _recording(engine, rec_id: str) -> Recording:
         return rec
 
 
-def test_errors_fail_the_recording_with_the_reason_stored(db, store, broker, chunk_files, start_media_worker):
+def test_errors_fail_the_recording_with_the_reason_stored(engine, store, broker, chunk_files, start_media_worker):
     # Corrupt stored state: an unexpected error (not a RecorderError) on every attempt.
-    _add_recording(db, store, "rec-corrupt", {"a": chunk_files["a"][:1]}, status="processing")
+    _add_recording(engine, store, "rec-corrupt", {"a": chunk_files["a"][:1]}, status="processing")
     store.put_bytes(keys.window_key("acme", "rec-corrupt", 0, "json"), b"{not json", "application/json")
     # A chunk object deleted behind the worker's back: nothing to retry.
-    _add_recording(db, store, "rec-deleted", {"a": chunk_files["a"][:2]}, status="processing")
+    _add_recording(engine, store, "rec-deleted", {"a": chunk_files["a"][:2]}, status="processing")
     store.delete(keys.chunk_key("acme", "rec-deleted", "a", 1, "webm"))
     worker = start_media_worker(RECORDER_WINDOW_MS=WINDOW, RECORDER_MEDIA_MAX_RETRIES="1")
     for rec_id in ("rec-corrupt", "rec-deleted"):
         enqueue(broker, "finalize_recording", rec_id)
     for rec_id in ("rec-corrupt", "rec-deleted"):
-        wait_for(lambda: _recording(db, rec_id).status == "failed", 60, f"{rec_id} to fail", on_timeout=worker.log)
+        wait_for(lambda: _recording(engine, rec_id).status == "failed", 60, f"{rec_id} to fail", on_timeout=worker.log)
 
-    final = _steps(db, "rec-corrupt")["media.final"]
+    final = _steps(engine, "rec-corrupt")["media.final"]
     assert final.status == "failed" and final.attempts == 2  # the first try, then one retry
     assert final.error.startswith("JSONDecodeError") and "gave up after 2 attempts" in final.error
-    assert _recording(db, "rec-corrupt").error.startswith("media.final: JSONDecodeError")
+    assert _recording(engine, "rec-corrupt").error.startswith("media.final: JSONDecodeError")
 
-    steps = _steps(db, "rec-deleted")
+    steps = _steps(engine, "rec-deleted")
     assert steps["media.final"].status == "failed" and steps["media.final"].attempts == 1
     assert steps["media.final"].error.startswith("object_not_found")
     assert steps["window.000000"].status == "failed"  # not left "running"
     assert "object_not_found" in steps["window.000000"].error
-    assert _recording(db, "rec-deleted").error.startswith("media.final: object_not_found")
+    assert _recording(engine, "rec-deleted").error.startswith("media.final: object_not_found")
     assert not store.exists(keys.output_key("acme", "rec-deleted", "composite.mp4"))
 
 
@@ -203,31 +195,31 @@ def _objects_are_whole(store, prefix: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_during_composite_then_rerun_gives_identical_outputs(db, store, broker, chunk_files,
+def test_sigkill_during_composite_then_rerun_gives_identical_outputs(engine, store, broker, chunk_files,
                                                                      start_media_worker, tmp_path):
     for rec in ("crash", "clean"):
-        _add_recording(db, store, rec, chunk_files, offsets={"b": B_START})
+        _add_recording(engine, store, rec, chunk_files, offsets={"b": B_START})
     first = start_media_worker(RECORDER_WINDOW_MS=WINDOW)
-    _finalize(db, broker, "crash")
-    wait_for(lambda: (_steps(db, "crash").get("window.000001") or ProcessingStep(recording_id="", step="")).status
+    _finalize(engine, broker, "crash")
+    wait_for(lambda: (_steps(engine, "crash").get("window.000001") or ProcessingStep(recording_id="", step="")).status
              == "running", 120, "window 1 to start", interval_s=0.02, on_timeout=first.log)
     time.sleep(0.4)  # inside the composite of window 1
     first.kill()
-    assert _steps(db, "crash")["media.final"].status == "running"
-    assert _steps(db, "crash")["window.000001"].status == "running"
+    assert _steps(engine, "crash")["media.final"].status == "running"
+    assert _steps(engine, "crash")["window.000001"].status == "running"
     assert not store.exists(keys.window_key("acme", "crash", 1, "json"))  # killed mid-window
     _objects_are_whole(store, keys.recording_prefix("acme", "crash"))
     second = start_media_worker(RECORDER_WINDOW_MS=WINDOW)
     enqueue(broker, "finalize_recording", "crash")  # what dramatiq's requeue of the lost message does
-    _finalize(db, broker, "clean")
+    _finalize(engine, broker, "clean")
     for rec in ("crash", "clean"):
-        wait_for(lambda: _done(db, rec, "media.final"), 180, f"{rec} media.final", on_timeout=second.log)
+        wait_for(lambda: _done(engine, rec, "media.final"), 180, f"{rec} media.final", on_timeout=second.log)
     outs = {}
     for rec in ("crash", "clean"):
-        with session_scope(db) as s:
+        with session_scope(engine) as s:
             outputs = s.get(Recording, rec).outputs
         outs[rec] = tmp_path / f"{rec}.mp4"
         store.download(outputs["composite"], str(outs[rec]))
     assert frame_hashes(outs["crash"]) == frame_hashes(outs["clean"])
     assert outs["crash"].read_bytes() == outs["clean"].read_bytes()
-    assert _steps(db, "crash")["window.000001"].status == "done"
+    assert _steps(engine, "crash")["window.000001"].status == "done"

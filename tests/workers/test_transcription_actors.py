@@ -14,7 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlmodel import select
 
 from core import keys, search
-from core.db import create_all, make_engine, session_scope
+from core.db import session_scope
 from core.models import Chunk, OrgVocabulary, ProcessingStep, Recording, Track, TranscriptSegment, TranscriptVersion
 from core.queue import enqueue
 from tests.media import speech_track, split_chunks
@@ -41,14 +41,6 @@ def chunk_files(tmp_path_factory) -> dict[str, list[tuple[Path, int, int]]]:
         src, _ = speech_track(d / f"{track}.webm", [(t, s, voice) for t, s in lines], TOTAL_S, "webm")
         out[track] = split_chunks(src, d / track, chunk_s=8)
     return out
-
-
-@pytest.fixture
-def engine(settings):
-    eng = make_engine(settings.database_url)
-    create_all(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
