@@ -3,7 +3,8 @@
 Runs on the event loop (frames arrive there from the tap or from `track.recv()`); all
 file work happens in the track's own worker thread, in order, and comes back as futures.
 Each segment's timestamps start at 0; its real start (epoch ms, for `X-Chunk-Start`)
-comes from RTCP sender reports when one has arrived, else from our arrival clock.
+comes from RTCP sender reports when one has arrived, else from our arrival clock, chosen
+once per continuous run of the track (later segments follow by RTP time: no seams).
 """
 from __future__ import annotations
 
@@ -88,6 +89,8 @@ class TrackRecorder:
         self.size: tuple[int, int] | None = None
         self.prev_ts: int | None = None
         self.last_request_s: float | None = None
+        self.anchor: tuple[int, float, str] | None = None  # (first ts, start s, clock) of this run
+        self.new_run = False
         self.in_flight = 0
         self.dropped = 0
         self.closing: set[asyncio.Task] = set()
@@ -166,6 +169,7 @@ class TrackRecorder:
         if ts <= seg.last_ts or ts - seg.last_ts > MAX_JUMP_S * self.rate:
             log.warning("timestamp_discontinuity", track=self.info.track_id, step=ts - seg.last_ts)
             self.clock.reset()
+            self.new_run = True  # the next segment picks the timing basis again
             return False
         return not self.policy.cut_due(self.info.kind, seg.elapsed_ms(ts, self.rate), keyframe)
 
@@ -177,6 +181,8 @@ class TrackRecorder:
     def _open(self, ts: int, arrival_s: float, mode: str) -> OpenSegment:
         seq = self.next_seq()
         self.mode, self.last_request_s = mode, None
+        if self.new_run:  # the segment before the jump was timed on the old run's anchor
+            self.anchor, self.new_run = None, False
         path = self.spool / f"{self.info.track_id}.{seq:06d}.webm"
         self.seg = OpenSegment(seq=seq, path=path, first_ts=ts, arrival_s=arrival_s, last_ts=ts)
         self._submit(self.worker.open, path, self.info.kind, mode, self.size)
@@ -202,6 +208,18 @@ class TrackRecorder:
         task.add_done_callback(self.closing.discard)
 
     def _start_s(self, seg: OpenSegment) -> tuple[float, str]:
+        """The segment's real start. The first segment of a continuous run picks the basis
+        (sender report if one has arrived, else arrival); every later segment of the run
+        is that start plus the RTP time between them, so segments of one run never seam
+        even when the basis would change (a late first sender report, a loaded loop)."""
+        if self.anchor is not None:
+            first_ts, start_s, source = self.anchor
+            return start_s + (seg.first_ts - first_ts) / self.rate, source
+        start_s, source = self._basis_s(seg)
+        self.anchor = (seg.first_ts, start_s, source)
+        return start_s, source
+
+    def _basis_s(self, seg: OpenSegment) -> tuple[float, str]:
         arrival = self.clock.arrival_s(seg.first_ts) or seg.arrival_s
         wall = self.clock.wall_s(seg.first_ts)
         if wall is None:

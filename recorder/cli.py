@@ -78,6 +78,42 @@ def token(org: str = typer.Option(..., help="organisation id"),
 
 
 @app.command()
+def transcribe(recording: str = typer.Argument(..., help="recording id"),
+               model: Optional[str] = typer.Option(None, help="CTranslate2 model dir or cached model name "
+                                                   "(default RECORDER_WHISPER_MODEL, else the bundled tiny.en)"),
+               beam: Optional[int] = typer.Option(None, min=1, max=10, help="beam width (default "
+                                                  "RECORDER_WHISPER_BEAM_SIZE)"),
+               start_ms: Optional[int] = typer.Option(None, min=0, help="only this span: from (ms on the "
+                                                      "recording timeline)"),
+               end_ms: Optional[int] = typer.Option(None, min=1, help="only this span: to (ms)"),
+               queue: bool = typer.Option(False, "--queue", help="hand it to the workers through Redis "
+                                          "instead of running the model in this process"),
+               timeout: float = typer.Option(3600, help="give up following it after this many seconds")) -> None:
+    """Re-transcribe a recording (or a span of it) into a new transcript version.
+
+    The new version becomes current when it is done; earlier versions are kept and stay
+    readable (GET /v1/recordings/{id}/transcript?version=N). Shows progress, then the
+    version list. Exit code 2 for a bad request (unknown recording, not processed yet,
+    bad span, model not available offline), 1 if the transcription failed."""
+    from rich.console import Console
+
+    from core.errors import InvalidInput, InvalidState, NotFound, RecorderError
+    from recorder.retranscribe import Request, run
+
+    console = Console(stderr=True)
+    try:
+        version = run(Request(recording, model, beam, start_ms, end_ms), queue, timeout, console)
+    except RecorderError as exc:
+        console.print(f"[red]error[/red] {exc.code}: {exc.message}")
+        raise typer.Exit(2 if isinstance(exc, (InvalidInput, InvalidState, NotFound)) else 1) from None
+    if version.status != "final":
+        console.print(f"[red]version {version.version} {version.status}[/red]: {version.error or ''}")
+        raise typer.Exit(1)
+    typer.echo(f"version {version.version} of {recording} is current ({version.model}, "
+               f"{version.segment_count} segments, {version.time_taken_ms / 1000:.1f} s)")
+
+
+@app.command()
 def up(data_dir: Path = typer.Option(Path("./var"), help="where services keep data and logs"),
        api_port: int = typer.Option(8000, help="API port on 127.0.0.1"),
        workers: int = typer.Option(1, help="worker processes"),

@@ -60,15 +60,23 @@ class Vocabulary(BaseModel):
         return list(dict.fromkeys(clean))
 
 
+def _servable(v: TranscriptVersion) -> bool:
+    """Final versions, and a live one once the worker has published its first exports."""
+    return v.status == "final" or (v.status == "live" and bool(v.exports))
+
+
 def _pick_version(versions: list[TranscriptVersion], number: int | None) -> TranscriptVersion:
+    """The asked-for version, else the current one, else the live one (interview running)."""
     if number is not None:
         found = next((v for v in versions if v.version == number), None)
         if found is None:
             raise NotFound(f"transcript version {number} not found", code="unknown_version")
-        if found.status != "final":
+        if not _servable(found):
             raise InvalidState(f"transcript version {number} is {found.status}", code="transcript_not_ready")
         return found
     current = next((v for v in versions if v.is_current), None)
+    if current is None:
+        current = next((v for v in versions if v.status == "live" and _servable(v)), None)
     if current is None:
         raise InvalidState("the transcript is not ready yet", code="transcript_not_ready")
     return current
@@ -78,7 +86,10 @@ def _pick_version(versions: list[TranscriptVersion], number: int | None) -> Tran
 def get_transcript(recording_id: str, principal: CurrentPrincipal, engine: EngineDep, store: StoreDep,
                    format: Literal["json", "vtt", "srt", "txt"] = "json",
                    version: Optional[int] = Query(None, ge=1)) -> Response:
-    """The current (or a given) transcript version as JSON, WebVTT, SRT or plain text."""
+    """The current (or a given) transcript version as JSON, WebVTT, SRT or plain text.
+
+    While the interview is still running, the transcript so far (`X-Transcript-Status: live`,
+    and `"status": "live"` in JSON); it grows chunk by chunk until the final version."""
     require_reader(principal)
     with session_scope(engine) as s:
         rec = visible_recording(s, principal, recording_id)
@@ -90,7 +101,8 @@ def get_transcript(recording_id: str, principal: CurrentPrincipal, engine: Engin
     body = store.get_bytes(key)
     return Response(body, media_type=MEDIA_TYPES[format], headers={
         "Content-Disposition": f'inline; filename="{rec.id}-v{chosen.version}.{format}"',
-        "X-Transcript-Version": str(chosen.version)})
+        "X-Transcript-Version": str(chosen.version), "X-Transcript-Status": chosen.status,
+        "Cache-Control": "no-store" if chosen.status == "live" else "private, max-age=60"})
 
 
 @router.get("/recordings/{recording_id}/transcript/versions", response_model=list[VersionPublic])

@@ -82,15 +82,29 @@ class CarryOptions:
     search_s: float = 5.0  # where to look for that point (the last seconds of the region)
     min_batch_s: float = 20.0  # hold finished speech until this much is ready (fills the
     max_hold_s: float = 60.0  # model's 30-s window) but never hold audio longer than this
+    window_s: float = 28.0  # speech packed per model window (the model's input is 30 s)
+
+
+def full_windows(ready: Sequence[Region], window_s: float, min_fill_s: float, gap_s: float = 0.3) -> int:
+    """How many of `ready` (in order) fill model windows: every window closed by the next
+    region not fitting, plus the last one if it holds at least `min_fill_s` of speech."""
+    count, used = 0, None
+    for i, r in enumerate(ready):
+        if used is not None and used + gap_s + r.duration_s > window_s:
+            count, used = i, None
+        used = r.duration_s if used is None else used + gap_s + r.duration_s
+    return len(ready) if used is not None and used >= min_fill_s else count
 
 
 def split_ready(found: Sequence[Region], duration_s: float, final: bool,
-                opts: CarryOptions = CarryOptions()) -> tuple[list[Region], float | None]:
+                opts: CarryOptions = CarryOptions(), gap_s: float = 0.3) -> tuple[list[Region], float | None]:
     """Regions for the model now, and where the carried tail starts (None = no tail).
 
-    Speech still running at the end is carried. Finished speech is held back (carried
-    too) until `min_batch_s` of it is ready: the model pays for a whole 30-s window per
-    call, so one call on 20 s of speech costs about what one on 8 s does.
+    Speech still running at the end is carried. Finished speech goes to the model only as
+    whole windows (`window_s` of it, or at least `min_batch_s` in the last one); the rest
+    is carried too, so every window is nearly full: the model pays for a whole 30-s
+    window per input, so 8 s of speech costs about what 28 s does. Nothing is held
+    longer than `max_hold_s`.
     """
     if final:
         return [Region(r.start_s, min(r.end_s, duration_s), True, r.onset_s) for r in found], None
@@ -101,9 +115,10 @@ def split_ready(found: Sequence[Region], duration_s: float, final: bool,
         tail_start = open_[0].start_s
     else:
         tail_start = max(max((r.end_s for r in ready), default=0.0), duration_s - opts.keep_s, 0.0)
-    speech = sum(r.duration_s for r in ready)
-    if ready and speech < opts.min_batch_s and duration_s - ready[0].start_s < opts.max_hold_s:
-        return [], ready[0].start_s
+    if ready and duration_s - ready[0].start_s < opts.max_hold_s:
+        n = full_windows(ready, opts.window_s, opts.min_batch_s, gap_s)
+        if n < len(ready):
+            return ready[:n], ready[n].start_s
     return ready, tail_start
 
 
@@ -183,3 +198,32 @@ def assemble(samples: np.ndarray, plan: Layout) -> np.ndarray:
         piece = src[:max(0, out.size - first)]
         out[first:first + piece.size] = piece
     return out
+
+
+def split_long(samples: np.ndarray, r: Region, max_s: float, search_s: float = 5.0) -> list[Region]:
+    """A region longer than `max_s` cut at quiet points into pieces of at most `max_s`."""
+    out: list[Region] = []
+    while r.duration_s > max_s:
+        hi = r.start_s + max_s
+        cut = quietest_point(samples, max(r.start_s, hi - search_s), hi)
+        cut = cut if r.start_s < cut < hi else hi
+        out.append(Region(r.start_s, cut, True, r.onset_s))
+        r = Region(cut, r.end_s, r.closed, cut)
+    return out + [r]
+
+
+def pack(samples: np.ndarray, found: Sequence[Region], max_s: float = 28.0, gap_s: float = 0.3) -> list[Layout]:
+    """Speech regions packed in order into model windows of at most `max_s` seconds each
+    (regions joined by `gap_s` of silence); a region longer than a window is cut first."""
+    windows: list[list[Region]] = []
+    used = 0.0
+    for whole in found:
+        for r in split_long(samples, whole, max_s):
+            if r.duration_s <= 0:
+                continue
+            if not windows or used + gap_s + r.duration_s > max_s:
+                windows.append([])
+                used = -gap_s
+            windows[-1].append(r)
+            used += gap_s + r.duration_s
+    return [layout(w, gap_s) for w in windows]

@@ -33,7 +33,8 @@ def segment_dict(seg: Segment, index: int) -> dict[str, Any]:
 
 def to_dict(t: Transcript) -> dict[str, Any]:
     return {
-        "recording_id": t.recording_id, "version": t.version, "model": t.model, "params": t.params,
+        "recording_id": t.recording_id, "version": t.version, "status": t.status, "model": t.model,
+        "params": t.params,
         "created_at_ms": t.created_at_ms, "time_taken_ms": t.time_taken_ms,
         "speakers": [speaker_dict(s) for s in t.speakers],
         "segments": [segment_dict(s, i) for i, s in enumerate(t.segments)],
@@ -54,7 +55,7 @@ def from_dict(data: dict[str, Any]) -> Transcript:
                             d["no_speech_prob"], d["compression_ratio"], d["level_db"], d["voiced_ratio"],
                             tuple(d["flags"])))
     return Transcript(data["recording_id"], tuple(segs), data["version"], data["model"], data["params"],
-                      data["created_at_ms"], data["time_taken_ms"])
+                      data["created_at_ms"], data["time_taken_ms"], data.get("status", "final"))
 
 
 def _escape_cue(text: str) -> str:

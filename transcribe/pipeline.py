@@ -1,7 +1,12 @@
 """One step of per-track transcription: carried tail + new chunk → segments + new tail.
 
-    join(carry, chunk) → VAD regions → split at pauses (the unfinished tail is carried)
-    → speech-only audio → model → words mapped back onto the recording timeline → flags
+    plan_step:  join(carry, chunk) → VAD regions → split at pauses (the unfinished tail is
+                carried) → finished speech packed into ≤ 28-s windows       (pure, no model)
+    decode:     windows → model, in batches → words mapped back onto the recording
+                timeline → one segment per stretch of speech → flags
+
+Planning never depends on the model's output, so a worker that is behind (or a
+re-transcription) plans many chunks and decodes all their windows in one batch.
 
 The model is passed in (loaded once per process by `transcribe.model.load_model`).
 """
@@ -14,8 +19,8 @@ import numpy as np
 
 from transcribe import chunking, vad
 from transcribe.chunking import Block, CarryOptions
-from transcribe.model import DecodeOptions, RawSegment, run
-from transcribe.quality import QualityOptions, flag_segment
+from transcribe.model import DecodeOptions, RawSegment, run_windows
+from transcribe.quality import QualityOptions, compression_ratio, flag_segment
 from transcribe.types import Segment, Speaker, Word
 from transcribe.vad import Region, VadOptions
 
@@ -107,18 +112,58 @@ def to_segment(raw: RawSegment, text: str, words: list[MappedWord], plan: chunki
         words=tuple(Word(w.text.strip(), int(round(block.timeline_ms(b0))), int(round(block.timeline_ms(b1))),
                          float(w.probability)) for w, b0, b1 in words),
         avg_logprob=raw.avg_logprob, no_speech_prob=raw.no_speech_prob,
-        compression_ratio=raw.compression_ratio, level_db=level, voiced_ratio=voiced, seq=seq, idx=idx)
+        compression_ratio=compression_ratio(text), level_db=level, voiced_ratio=voiced, seq=seq, idx=idx)
     return flag_segment(seg, opts.quality)
 
 
-def transcribe_regions(model: Any, speaker: Speaker, block: Block, found: Sequence[Region],
-                       opts: TrackOptions, seq: int = 0, first_idx: int = 0) -> tuple[list[Segment], float]:
-    """Run the model on the speech regions of `block` only; returns (segments, seconds heard)."""
-    plan = chunking.layout(found, opts.gap_s)
-    if not plan.pieces:
-        return [], 0.0
-    audio = chunking.assemble(block.samples, plan)
-    raws = run(model, audio, opts.decode)
+@dataclass(frozen=True)
+class Window:
+    """Up to ~28 s of one block's speech, laid end to end: one input of the model."""
+
+    block: Block
+    plan: chunking.Layout
+    seq: int  # the chunk whose step produced it
+
+    @property
+    def speech_s(self) -> float:
+        return self.plan.duration_s
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one chunk's step sends to the model, and the tail it carries (no model yet)."""
+
+    windows: list[Window]
+    carry: Block | None
+
+
+def windows_of(block: Block, found: Sequence[Region], opts: TrackOptions, seq: int) -> list[Window]:
+    return [Window(block, p, seq) for p in chunking.pack(block.samples, found, opts.carry.window_s, opts.gap_s)
+            if p.pieces]
+
+
+def plan_step(carry: Block | None, block: Block, final: bool, opts: TrackOptions = TrackOptions(),
+              seq: int = 0) -> Plan:
+    """The VAD half of a step (pure, cheap): finished speech → windows; the rest is carried.
+
+    Nothing here depends on what the model says, so many chunks can be planned first and
+    their windows decoded together in one batch (catch-up, finalize, re-transcription).
+    """
+    flushed, work = chunking.join(carry, block, opts.max_join_gap_ms)
+    windows: list[Window] = []
+    for old in flushed:
+        ready, _ = chunking.split_ready(vad.speech_regions(old.samples, opts.vad), old.duration_s, True)
+        windows += windows_of(old, ready, opts, seq)
+    found = chunking.cut_long_speech(work, vad.speech_regions(work.samples, opts.vad), opts.carry)
+    ready, tail_start = chunking.split_ready(found, work.duration_s, final, opts.carry, opts.gap_s)
+    windows += windows_of(work, ready, opts, seq)
+    return Plan(windows, work.tail(tail_start) if tail_start is not None else None)
+
+
+def window_segments(raws: Sequence[RawSegment], window: Window, speaker: Speaker, opts: TrackOptions,
+                    first_idx: int) -> list[Segment]:
+    """The model's output for one window → timeline segments (one per stretch of speech)."""
+    block, plan = window.block, window.plan
 
     def voiced(a: float, b: float) -> float:
         return _span_stats(block, a, b, opts.vad)[1]
@@ -127,39 +172,51 @@ def transcribe_regions(model: Any, speaker: Speaker, block: Block, found: Sequen
     out: list[Segment] = []
     for raw, words in zip(raws, mapped):
         for text, part in split_at_pauses(raw, words, plan):
-            seg = to_segment(raw, text, part, plan, block, speaker, opts, seq, first_idx + len(out))
+            seg = to_segment(raw, text, part, plan, block, speaker, opts, window.seq, first_idx + len(out))
             if seg is not None:
                 out.append(seg)
-    return out, audio.size / chunking.SAMPLE_RATE
+    return out
+
+
+def decode(model: Any, speaker: Speaker, windows: Sequence[Window],
+           opts: TrackOptions = TrackOptions()) -> dict[int, list[Segment]]:
+    """Every window through the model in batches; segments grouped by chunk seq, numbered
+    in order within each chunk."""
+    raws = run_windows(model, [chunking.assemble(w.block.samples, w.plan) for w in windows], opts.decode)
+    out: dict[int, list[Segment]] = {w.seq: [] for w in windows}
+    for window, raw in zip(windows, raws):
+        out[window.seq] += window_segments(raw, window, speaker, opts, len(out[window.seq]))
+    return out
 
 
 def step(model: Any, speaker: Speaker, carry: Block | None, block: Block, final: bool,
          opts: TrackOptions = TrackOptions(), seq: int = 0) -> StepResult:
     """Transcribe what is finished in carry + block; return the rest as the next carry."""
-    flushed, work = chunking.join(carry, block, opts.max_join_gap_ms)
-    segments: list[Segment] = []
-    heard = 0.0
-    for old in flushed:
-        ready, _ = chunking.split_ready(vad.speech_regions(old.samples, opts.vad), old.duration_s, True)
-        segs, s = transcribe_regions(model, speaker, old, ready, opts, seq, len(segments))
-        segments, heard = segments + segs, heard + s
-    found = chunking.cut_long_speech(work, vad.speech_regions(work.samples, opts.vad), opts.carry)
-    ready, tail_start = chunking.split_ready(found, work.duration_s, final, opts.carry)
-    segs, s = transcribe_regions(model, speaker, work, ready, opts, seq, len(segments))
-    next_carry = work.tail(tail_start) if tail_start is not None else None
-    return StepResult(segments + segs, next_carry, heard + s)
+    plan = plan_step(carry, block, final, opts, seq)
+    segments = decode(model, speaker, plan.windows, opts).get(seq, []) if plan.windows else []
+    return StepResult(segments, plan.carry, sum(w.speech_s for w in plan.windows))
 
 
-def transcribe_track(model: Any, speaker: Speaker, blocks: Sequence[Block],
-                     opts: TrackOptions = TrackOptions()) -> tuple[list[Segment], float]:
-    """Every chunk of one track in order (what the worker does, without the storage)."""
+def transcribe_track(model: Any, speaker: Speaker, blocks: Sequence[Block], opts: TrackOptions = TrackOptions(),
+                     lookahead: int = 1) -> tuple[list[Segment], float]:
+    """Every chunk of one track in order (what the worker does, without the storage).
+
+    `lookahead` chunks are planned before their windows are decoded in one batch: 1 is the
+    live path (each chunk as it arrives), more is catch-up / re-transcription.
+    """
     carry: Block | None = None
     segments: list[Segment] = []
+    pending: list[Window] = []
     heard = 0.0
     for i, block in enumerate(blocks):
-        result = step(model, speaker, carry, block, final=i == len(blocks) - 1, opts=opts, seq=i)
-        segments += result.segments
-        carry, heard = result.carry, heard + result.speech_s
+        last = i == len(blocks) - 1
+        plan = plan_step(carry, block, final=last, opts=opts, seq=i)
+        carry, pending = plan.carry, pending + plan.windows
+        if pending and (last or (i + 1) % max(1, lookahead) == 0):
+            for seq_segments in decode(model, speaker, pending, opts).values():
+                segments += seq_segments
+            heard += sum(w.speech_s for w in pending)
+            pending = []
     return segments, heard
 
 

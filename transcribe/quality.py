@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import difflib
+import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -43,6 +44,12 @@ def repetition_loop(text: str, max_n: int = 4) -> bool:
             if all(toks[start + k * n:start + (k + 1) * n] == gram for k in range(1, need)):
                 return True
     return False
+
+
+def compression_ratio(text: str) -> float:
+    """Bytes of text per byte of its zlib form (Whisper's loop measure; ~1.2–1.8 for prose)."""
+    data = text.strip().encode()
+    return len(data) / len(zlib.compress(data)) if data else 1.0
 
 
 def segment_flags(seg: Segment, opts: QualityOptions = QualityOptions()) -> tuple[str, ...]:

@@ -71,6 +71,7 @@ class Transcript:
     params: dict[str, Any] = field(default_factory=dict)
     created_at_ms: int = 0
     time_taken_ms: int = 0
+    status: str = "final"  # "live": the interview is still running, more will come
 
     @property
     def visible(self) -> tuple[Segment, ...]:

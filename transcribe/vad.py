@@ -69,12 +69,24 @@ def level_db(samples: np.ndarray) -> float:
     return max(-120.0, 20.0 * np.log10(rms)) if rms > 0 else -120.0
 
 
+def frame_levels_db(samples: np.ndarray, n: int) -> np.ndarray:
+    """RMS level (dBFS, floor -120) of each whole `n`-sample frame, computed in one pass."""
+    count = samples.size // n
+    if count == 0:
+        return np.empty(0)
+    power = np.mean(np.square(samples[:count * n].reshape(count, n), dtype=np.float64), axis=1)
+    with np.errstate(divide="ignore"):
+        return np.maximum(-120.0, 10.0 * np.log10(power))
+
+
 def frames(samples: np.ndarray, frame_ms: int = 30, sample_rate: int = SAMPLE_RATE) -> Iterator[Frame]:
     """Consecutive whole frames of a float32 buffer (a partial last frame is left out)."""
     n = sample_rate * frame_ms // 1000
-    for i in range(0, samples.size - n + 1, n):
-        piece = samples[i:i + n]
-        yield Frame(i / sample_rate, to_pcm16(piece), level_db(piece))
+    levels = frame_levels_db(samples, n)
+    pcm = to_pcm16(samples[:levels.size * n])
+    step = 2 * n
+    for k, level in enumerate(levels.tolist()):
+        yield Frame(k * n / sample_rate, pcm[k * step:(k + 1) * step], level)
 
 
 def classify(frames_: Iterable[Frame], is_speech: Callable[[bytes], bool],

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager, suppress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import dramatiq
+from redis.exceptions import LockError
 from sqlmodel import select
 
 from compositor import container as cbytes
@@ -192,23 +194,53 @@ def _render(rec: Recording, tracks: list[Track], plan: dict[str, Any], index: in
     return manifest
 
 
-def _ensure_window(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]], index: int,
-                   end_ms: int | None) -> dict[str, Any]:
-    """The window's manifest, rendering it first unless a current one is stored."""
-    plan = _plan(rec, chunks, index, end_ms)
+def _current_manifest(rec: Recording, index: int, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored manifest if it was rendered from exactly these inputs."""
     manifest = _manifest(rec, index)
     if manifest is not None and manifest.get("fingerprint") == plan["fingerprint"] \
             and res.store().exists(keys.window_key(rec.org, rec.id, index)):
         return manifest
+    return None
+
+
+@contextmanager
+def _window_lock(recording_id: str, index: int) -> Iterator[bool]:
+    """One renderer per window across workers (two chunk messages can schedule the same
+    window). Yields False if the wait timed out: render anyway (the result is the same)."""
+    ttl = max(60.0, res.settings.window_ms / 1000 * 20)  # expires if its holder dies mid-render
+    lock = res.broker.client.lock(f"recorder:lock:window:{recording_id}:{index}", timeout=ttl,
+                                  blocking_timeout=ttl)
+    held = lock.acquire()
+    try:
+        yield held
+    finally:
+        if held:
+            with suppress(LockError):  # expired while rendering: someone else may hold it now
+                lock.release()
+
+
+def _ensure_window(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]], index: int,
+                   end_ms: int | None) -> dict[str, Any]:
+    """The window's manifest, rendering it first unless a current one is stored."""
+    plan = _plan(rec, chunks, index, end_ms)
+    manifest = _current_manifest(rec, index, plan)
+    if manifest is not None:
+        log.info("window_already_rendered", index=index)
+        return manifest
     step = _window_step(index)
-    mark_step(res.engine(), rec.id, step, "running")
-    with bound(recording_id=rec.id, phase=step):
-        try:
-            manifest = _render(rec, tracks, plan, index, end_ms)
-        except Exception as exc:  # noqa: BLE001 (recorded on the step, then re-raised)
-            _failing(rec.id, step, exc)
-        log.info("window_rendered", frames=manifest["frames"])
-    mark_step(res.engine(), rec.id, step, "done")
+    with _window_lock(rec.id, index):
+        manifest = _current_manifest(rec, index, plan)  # rendered while we waited for the lock
+        if manifest is not None:
+            log.info("window_already_rendered", index=index)
+            return manifest
+        mark_step(res.engine(), rec.id, step, "running")
+        with bound(recording_id=rec.id, phase=step):
+            try:
+                manifest = _render(rec, tracks, plan, index, end_ms)
+            except Exception as exc:  # noqa: BLE001 (recorded on the step, then re-raised)
+                _failing(rec.id, step, exc)
+            log.info("window_rendered", frames=manifest["frames"])
+        mark_step(res.engine(), rec.id, step, "done")
     return manifest
 
 

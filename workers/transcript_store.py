@@ -6,7 +6,7 @@ Used by the transcription actors (`workers.transcription`); resources come from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +35,8 @@ class LostRace(Exception):
 def model_spec(name: str | None = None) -> whisper.ModelSpec:
     s = res.settings
     return whisper.ModelSpec(name=s.whisper_model if name is None else name, device=s.whisper_device,
-                             compute_type=s.whisper_compute_type, cpu_threads=s.whisper_threads)
+                             compute_type=s.whisper_compute_type, cpu_threads=s.whisper_threads,
+                             replicas=s.whisper_replicas)
 
 
 def vocabulary(org: str, rec: Recording) -> tuple[str, ...]:
@@ -48,8 +49,9 @@ def vocabulary(org: str, rec: Recording) -> tuple[str, ...]:
 
 def options_from(params: dict[str, Any]) -> TrackOptions:
     d = params.get("decode", {})
-    decode_opts = whisper.DecodeOptions(beam_size=d.get("beam_size", 5), language=d.get("language", "en"),
-                                        vocabulary=tuple(d.get("vocabulary", ())))
+    decode_opts = whisper.DecodeOptions(beam_size=d.get("beam_size", 3), language=d.get("language", "en"),
+                                        vocabulary=tuple(d.get("vocabulary", ())),
+                                        batch_size=d.get("batch_size", whisper.DecodeOptions().batch_size))
     carry = CarryOptions(min_batch_s=params.get("batch_s", CarryOptions().min_batch_s))
     return TrackOptions(vad=VadOptions(aggressiveness=params.get("vad_aggressiveness", 2)), decode=decode_opts,
                         carry=carry)
@@ -58,8 +60,10 @@ def options_from(params: dict[str, Any]) -> TrackOptions:
 def new_params(spec: whisper.ModelSpec, rec: Recording, beam_size: int | None = None) -> dict[str, Any]:
     device, compute = whisper.resolve_device(spec)
     decode_opts = whisper.DecodeOptions(beam_size=beam_size or res.settings.whisper_beam_size,
-                                        vocabulary=vocabulary(rec.org, rec))
+                                        vocabulary=vocabulary(rec.org, rec),
+                                        batch_size=res.settings.whisper_batch_size)
     return {"model": spec.name, "device": device, "compute_type": compute, "cpu_threads": spec.cpu_threads,
+            "replicas": spec.replicas,
             "vad_aggressiveness": res.settings.vad_aggressiveness, "batch_s": res.settings.transcribe_batch_s,
             "decode": decode_opts.as_params()}
 
@@ -74,13 +78,14 @@ class Job:
     model: Any
     opts: TrackOptions
     span: tuple[int, int] | None = None
+    lookahead: int = 16  # chunks planned per model batch when several are waiting
 
 
 def make_job(version: TranscriptVersion, rec: Recording) -> Job:
     params = version.params or {}
     model = whisper.load_model(model_spec(params.get("model", "")))
     span = None if version.span_start_ms is None else (version.span_start_ms, version.span_end_ms or 2**62)
-    return Job(version, rec, origin_of(rec), model, options_from(params), span)
+    return Job(version, rec, origin_of(rec), model, options_from(params), span, res.settings.transcribe_lookahead)
 
 
 def origin_of(rec: Recording) -> int:
@@ -197,9 +202,9 @@ def speaker_of(track: Track) -> Speaker:
     return Speaker(track.participant_id or track.track_id, track.display_name, track.role, track.track_id)
 
 
-def commit_step(state: TranscriptTrackState, seq: int, segments: list[Segment], job: Job,
+def commit_step(state: TranscriptTrackState, seqs: Sequence[int], segments: list[Segment], job: Job,
                 **changes: Any) -> TranscriptTrackState:
-    """Write a chunk's segments and advance the track, only if nobody else did (CAS)."""
+    """Write the segments of chunks `seqs` and advance the track, only if nobody else did (CAS)."""
     with session_scope(res.engine()) as s:
         done = s.exec(update(TranscriptTrackState).where(
             TranscriptTrackState.id == state.id, TranscriptTrackState.next_seq == state.next_seq,
@@ -208,7 +213,7 @@ def commit_step(state: TranscriptTrackState, seq: int, segments: list[Segment], 
             raise LostRace()
         s.exec(delete(TranscriptSegment).where(TranscriptSegment.version_id == job.version.id,
                                                TranscriptSegment.track_id == state.track_id,
-                                               TranscriptSegment.seq == seq))
+                                               TranscriptSegment.seq.in_(list(seqs))))
         s.add_all([to_row(job.version.id, job.rec.id, seg) for seg in segments])
     return replace_state(state, changes)
 

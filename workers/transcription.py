@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import dramatiq
@@ -34,7 +34,8 @@ from core.timeline import to_timeline
 from transcribe import chunking, export, model as whisper
 from transcribe.audio import decode
 from transcribe.merge import merge_segments
-from transcribe.pipeline import step
+from transcribe.pipeline import Window, plan_step
+from transcribe.pipeline import decode as decode_windows
 from transcribe.types import Speaker, Transcript
 from workers import broker as res
 from workers import transcript_store as store
@@ -91,66 +92,93 @@ def _in_span(job: store.Job, block: chunking.Block) -> bool:
     return job.span is None or (block.end_ms > job.span[0] and block.start_ms < job.span[1])
 
 
-def process_chunk(job: store.Job, speaker: Speaker, state: TranscriptTrackState, chunk: Chunk) -> TranscriptTrackState:
-    """Transcribe one chunk of a track, carrying its unfinished tail; commit by CAS."""
-    started = time.perf_counter()
-    step_name = f"transcript.{chunk.track_id}.{chunk.seq:06d}"
+@dataclass
+class Planned:
+    """One chunk's half-done step: decoded, placed and planned, not yet through the model."""
+
+    chunk: Chunk
+    windows: list[Window] = field(default_factory=list)
+    stream: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # bad media: this chunk fails, the track goes on
+
+
+def plan_chunk(job: store.Job, state: TranscriptTrackState, chunk: Chunk,
+               carry: chunking.Block | None) -> tuple[Planned, chunking.Block | None, TranscriptTrackState]:
+    """Decode one chunk and plan its step against the carried tail (no model)."""
     try:
         block, stream = chunk_audio(job, state, chunk)
-    except InvalidMedia as exc:  # bad media fails this chunk only; a video-only chunk has nothing to say
-        failed = exc.code != "no_audio"
-        mark_step(res.engine(), job.rec.id, step_name, "failed" if failed else "done",
-                  error=exc.message if failed else None)
+    except InvalidMedia as exc:  # a video-only chunk has nothing to say; other bad media fails the chunk
         log.warning("chunk_skipped", track=chunk.track_id, seq=chunk.seq, reason=exc.message)
-        return store.commit_step(state, chunk.seq, [], job, next_seq=chunk.seq + 1)
-    segments, carry, heard = [], store.load_carry(state), 0.0
-    if _in_span(job, block) or carry is not None:
-        result = step(job.model, speaker, carry, block, final=False, opts=job.opts, seq=chunk.seq)
-        segments, carry, heard = result.segments, result.carry, result.speech_s
-    key, anchors = store.save_carry(job, chunk.track_id, chunk.seq, carry)
+        return Planned(chunk, error=exc.message if exc.code != "no_audio" else None), carry, state
+    state = store.replace_state(state, stream)
+    if not (_in_span(job, block) or carry is not None):
+        return Planned(chunk, stream=stream), carry, state
+    plan = plan_step(carry, block, final=False, opts=job.opts, seq=chunk.seq)
+    return Planned(chunk, plan.windows, stream), plan.carry, state
+
+
+def process_chunks(job: store.Job, speaker: Speaker, state: TranscriptTrackState, chunks: list[Chunk],
+                   flush: bool) -> TranscriptTrackState:
+    """Plan every chunk (and the final flush), decode all their windows in one batch,
+    commit them as one compare-and-set step. One chunk at a time is the live path; a
+    worker that is behind, a finalize or a re-transcription passes several."""
+    started = time.perf_counter()
+    carry, planned, work = store.load_carry(state), [], state
+    for chunk in chunks:
+        p, carry, work = plan_chunk(job, work, chunk, carry)
+        planned.append(p)
+    next_seq = chunks[-1].seq + 1 if chunks else state.next_seq
+    windows = [w for p in planned for w in p.windows]
+    if flush and carry is not None:
+        windows += plan_step(None, carry, final=True, opts=job.opts, seq=next_seq).windows
+        carry = None
+    segments = decode_windows(job.model, speaker, windows, job.opts) if windows else {}
+    key, anchors = store.save_carry(job, speaker.track_id, next_seq - 1, carry)
+    heard = sum(w.speech_s for w in windows)
     took = int((time.perf_counter() - started) * 1000)
-    new = store.commit_step(state, chunk.seq, segments, job, next_seq=chunk.seq + 1, carry_key=key,
-                      carry_anchors=anchors, audio_ms=state.audio_ms + int(heard * 1000),
-                      time_taken_ms=state.time_taken_ms + took, **stream)
-    mark_step(res.engine(), job.rec.id, step_name, "done")
-    log.info("chunk_transcribed", track=chunk.track_id, seq=chunk.seq, segments=len(segments),
-             heard_s=round(heard, 2), took_ms=took)
+    stream = {k: v for p in planned for k, v in p.stream.items()}
+    new = store.commit_step(state, [c.seq for c in chunks] + ([next_seq] if flush else []),
+                            [seg for segs in segments.values() for seg in segs], job, next_seq=next_seq,
+                            carry_key=key, carry_anchors=anchors, audio_ms=state.audio_ms + int(heard * 1000),
+                            time_taken_ms=state.time_taken_ms + took, finished=flush, **stream)
+    for p in planned:
+        mark_step(res.engine(), job.rec.id, f"transcript.{p.chunk.track_id}.{p.chunk.seq:06d}",
+                  "failed" if p.error else "done", error=p.error)
+    log.info("chunks_transcribed", track=speaker.track_id, seqs=[c.seq for c in chunks], windows=len(windows),
+             segments=sum(len(v) for v in segments.values()), heard_s=round(heard, 2), took_ms=took, final=flush)
     return new
 
 
-def flush_track(job: store.Job, speaker: Speaker, state: TranscriptTrackState) -> None:
-    """Transcribe the carried tail as final and close the track."""
-    started = time.perf_counter()
-    carry = store.load_carry(state)
-    segments, heard = [], 0.0
-    if carry is not None:
-        result = step(job.model, speaker, None, carry, final=True, opts=job.opts, seq=state.next_seq)
-        segments, heard = result.segments, result.speech_s
-    took = int((time.perf_counter() - started) * 1000)
-    store.commit_step(state, state.next_seq, segments, job, finished=True, carry_key=None, carry_anchors=[],
-                audio_ms=state.audio_ms + int(heard * 1000), time_taken_ms=state.time_taken_ms + took)
-
-
-def advance_track(job: store.Job, track: Track, upto: int | None, final: bool) -> None:
-    """Process the track's stored chunks from where it stands (up to `upto`), in order.
+def advance_track(job: store.Job, track: Track, upto: int | None, final: bool) -> bool:
+    """Process the track's stored chunks from where it stands (up to `upto`), in order,
+    up to `lookahead` chunks per model batch.
 
     Live: stop at a missing chunk (its own message will continue). Final: skip gaps and
     flush the tail. Losing a compare-and-set means another worker got there first.
+    Returns whether anything was committed.
     """
     if track.kind not in SPEECH_KINDS:
-        return
+        return False
     speaker, state = store.speaker_of(track), store.track_state(job.version, track.track_id)
+    if state.finished:
+        return False
+    todo: list[Chunk] = []
+    for chunk in _chunks(job.rec.id, track.track_id, state.next_seq):
+        if upto is not None and chunk.seq > upto:
+            break
+        if chunk.seq != state.next_seq + len(todo) and not final:
+            break
+        todo.append(chunk)
+    step_n, done = max(1, job.lookahead), False
     try:
-        for chunk in _chunks(job.rec.id, track.track_id, state.next_seq):
-            if state.finished or (upto is not None and chunk.seq > upto):
-                break
-            if chunk.seq != state.next_seq and not final:
-                break
-            state = process_chunk(job, speaker, state, chunk)
-        if final and not state.finished:
-            flush_track(job, speaker, state)
+        groups = [todo[i:i + step_n] for i in range(0, len(todo), step_n)] or [[]]
+        for i, group in enumerate(groups):
+            last = i == len(groups) - 1
+            if group or (final and last):
+                state, done = process_chunks(job, speaker, state, group, flush=final and last), True
     except store.LostRace:
         log.info("track_taken_by_other_worker", track=track.track_id)
+    return done
 
 
 def _tracks(recording_id: str) -> list[Track]:
@@ -169,15 +197,43 @@ def export_key(rec: Recording, version: int, fmt: str) -> str:
     return keys.output_key(rec.org, rec.id, f"transcripts/v{version:03d}/transcript.{fmt}")
 
 
+def merged_transcript(job: store.Job, status: str, took_ms: int = 0) -> tuple[Transcript, list[TranscriptSegment]]:
+    """Every speaker's segments of the version so far, merged and flagged across speakers."""
+    version, rec = job.version, job.rec
+    rows = _version_segments(version.id)
+    merged = merge_segments(store.from_row(r) for r in rows)
+    transcript = Transcript(rec.id, tuple(merged), version.version, version.model, version.params or {},
+                            version.created_at, took_ms, status)
+    return transcript, rows
+
+
+def put_exports(job: store.Job, transcript: Transcript) -> dict[str, str]:
+    out = {}
+    for fmt in EXPORTS:
+        out[fmt] = export_key(job.rec, job.version.version, fmt)
+        res.store().put_bytes(out[fmt], export.render(transcript, fmt).encode(), content_type=export.FORMATS[fmt])
+    return out
+
+
+def publish_live(job: store.Job) -> None:
+    """While the interview runs: the transcript so far, in every export format, served by
+    the review API as `status: live` until the final version replaces it (same keys)."""
+    transcript, _rows = merged_transcript(job, "live")
+    exports = put_exports(job, transcript)
+    with session_scope(res.engine()) as s:
+        s.exec(update(TranscriptVersion).where(TranscriptVersion.id == job.version.id,
+                                               TranscriptVersion.status == "live").values(
+            exports=exports, segment_count=len(transcript.segments)))
+
+
 def finish_version(job: store.Job) -> Transcript:
     """Merge speakers, flag, store exports, make this version current, index it."""
     started = time.perf_counter()
     version, rec = job.version, job.rec
-    rows = _version_segments(version.id)
-    merged = merge_segments(store.from_row(r) for r in rows)
+    transcript, rows = merged_transcript(job, "final")
     by_key = {(r.track_id, r.seq, r.idx): r for r in rows}
     with session_scope(res.engine()) as s:
-        for seg in merged:
+        for seg in transcript.segments:
             row = by_key[(seg.speaker.track_id, seg.seq, seg.idx)]
             if list(seg.flags) != (row.flags or []):
                 row.flags, row.suppressed = list(seg.flags), seg.suppressed
@@ -185,11 +241,8 @@ def finish_version(job: store.Job) -> Transcript:
     with session_scope(res.engine()) as s:
         states = s.exec(select(TranscriptTrackState).where(TranscriptTrackState.version_id == version.id)).all()
     took = sum(st.time_taken_ms for st in states) + int((time.perf_counter() - started) * 1000)
-    transcript = Transcript(rec.id, tuple(merged), version.version, version.model, version.params or {},
-                            version.created_at, took)
-    for fmt in EXPORTS:
-        res.store().put_bytes(export_key(rec, version.version, fmt), export.render(transcript, fmt).encode(),
-                              content_type=export.FORMATS[fmt])
+    transcript = replace(transcript, time_taken_ms=took)
+    put_exports(job, transcript)
     make_current(job, transcript, audio_ms=sum(st.audio_ms for st in states))
     index_current(rec.id)
     res.store().delete_prefix(f"{keys.recording_prefix(rec.org, rec.id)}work/transcript/{version.id}/")
@@ -278,7 +331,9 @@ def transcribe_chunk(recording_id: str, track_id: str, seq: int) -> None:
                                                Track.track_id == track_id)).first()
         if track is None:
             raise NotFound(f"track {track_id} of {recording_id} not found", code="track_not_found")
-        advance_track(store.make_job(version, rec), track, upto=seq, final=False)
+        job = store.make_job(version, rec)
+        if advance_track(job, track, upto=seq, final=False):
+            publish_live(job)
 
 
 @dramatiq.actor(queue_name="transcribe", **_ACTOR)

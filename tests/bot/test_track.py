@@ -70,3 +70,25 @@ def test_audio_segments_are_cut_on_time_and_after_a_timestamp_jump(tmp_path):
     for seg in got:
         frames = _frames(seg.path, "audio")
         assert sum(f.samples for f in frames) == pytest.approx(seg.duration_ms * 48, abs=960)
+
+
+def test_a_late_sender_report_does_not_seam_a_running_track(tmp_path):
+    """Segment 1 is timed by arrival (no report yet); a report that disagrees by 90 ms
+    arrives during segment 2: segment 2 still follows segment 1 by RTP time."""
+    from tests.bot.test_units import _ntp
+
+    packets = opus_packets(150)
+
+    async def run():
+        rec, got, _ = _recorder(tmp_path, "audio")
+        rec.origin(0)
+        for i, data in enumerate(packets):
+            if i == 70:  # the sender's clock says each frame was sent 90 ms later than we think
+                rec.sender_report(i * 960, _ntp(T0 + i / 50 + 0.09), arrival_s=T0 + i / 50 + 0.1)
+            rec.encoded("opus", i * 960, data, T0 + i / 50)
+        await rec.close()
+        return got
+
+    got = asyncio.run(run())
+    assert [s.clock for s in got] == ["arrival"] * 3
+    assert [b.start_ms - a.start_ms for a, b in zip(got, got[1:])] == [a.duration_ms for a in got[:-1]]

@@ -15,10 +15,11 @@ VTT = "WEBVTT\n\n1\n00:00:01.000 --> 00:00:02.000\n<v Bob>Hello.\n"
 
 
 def add_version(app, rec: Recording, number: int, current: bool, status: str = "final",
-                text: str = "Hello.") -> None:
+                text: str = "Hello.", published: bool | None = None) -> None:
+    """A version row; its exports are stored when final (or a live one that was published)."""
     store = app.state.store
     exports = {}
-    if status == "final":
+    if status == "final" if published is None else published:
         bodies = {"json": json.dumps({"version": number, "segments": [{"text": text}]}), "vtt": VTT,
                   "srt": "1\n00:00:01,000 --> 00:00:02,000\nBob: Hello.\n", "txt": "[00:00:01] Bob: Hello.\n"}
         for fmt, body in bodies.items():
@@ -77,13 +78,26 @@ def test_access_rules(with_transcript, bearer) -> None:
     assert api.get("/v1/recordings/rec_t/transcript", params={"version": 7}, headers=bearer()).status_code == 404
 
 
-def test_not_ready_until_a_version_is_final(api, bearer) -> None:
+def test_not_ready_until_the_first_words_are_published(api, bearer) -> None:
     rec = add_recording(api.app.state.engine, "rec_live", status="recording")
     add_version(api.app, rec, 1, current=False, status="live")
     r = api.get("/v1/recordings/rec_live/transcript", headers=bearer())
     assert r.status_code == 422 and r.json()["code"] == "transcript_not_ready"
     r = api.get("/v1/recordings/rec_live/transcript", params={"version": 1}, headers=bearer())
     assert r.status_code == 422
+
+
+def test_a_running_interview_serves_its_live_transcript(api, bearer) -> None:
+    rec = add_recording(api.app.state.engine, "rec_running", status="recording")
+    add_version(api.app, rec, 1, current=False, status="live", text="so far", published=True)
+    r = api.get("/v1/recordings/rec_running/transcript", headers=bearer())
+    assert r.status_code == 200 and r.json()["segments"][0]["text"] == "so far"
+    assert r.headers["x-transcript-status"] == "live" and r.headers["cache-control"] == "no-store"
+    r = api.get("/v1/recordings/rec_running/transcript", params={"format": "vtt"}, headers=bearer())
+    assert r.status_code == 200 and r.text == VTT
+    add_version(api.app, rec, 2, current=False, status="running")  # a re-transcription is never served early
+    r = api.get("/v1/recordings/rec_running/transcript", params={"version": 2}, headers=bearer())
+    assert r.status_code == 422 and r.json()["code"] == "transcript_not_ready"
 
 
 def test_retranscribe_queues_a_message(with_transcript, bearer, any_db_settings) -> None:

@@ -18,7 +18,7 @@ def whisper_model():
     """The bundled tiny.en, loaded once per test session (as a worker process would)."""
     from transcribe.model import ModelSpec, load_model
 
-    return load_model(ModelSpec(cpu_threads=2))
+    return load_model(ModelSpec())
 
 
 @pytest.fixture(scope="session")

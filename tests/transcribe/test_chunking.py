@@ -138,3 +138,39 @@ def test_a_model_segment_across_a_pause_is_split_there() -> None:
     parts = split_at_pauses(raw, words, plan)
     assert [(text, len(ws)) for text, ws in parts] == [(" Welcome. Please", 2), (" What now?", 2)]
     assert split_at_pauses(raw, words[:2], plan) == [(raw.text, words[:2])]
+
+
+def test_regions_are_packed_in_order_into_model_windows() -> None:
+    found = [Region(0, 10), Region(11, 21), Region(22, 30), Region(40, 45)]
+    windows = chunking.pack(tone(50), found, max_s=28.0, gap_s=0.3)
+    assert [[p[1] for p in w.pieces] for w in windows] == [[0, 11], [22, 40]]
+    assert all(w.duration_s <= 28.0 for w in windows)
+    assert windows[1].duration_s == pytest.approx(8 + 0.3 + 5)
+
+
+def test_a_region_longer_than_a_window_is_cut_at_a_quiet_point() -> None:
+    samples = tone(70)
+    samples[int(26 * SR):int(26.03 * SR)] = 0.0  # the dip to cut at, inside the last 5 s of 28
+    windows = chunking.pack(samples, [Region(0, 70, True, 0.2)], max_s=28.0)
+    starts = [w.pieces[0][1] for w in windows]
+    assert starts[1] == pytest.approx(26.0) and len(windows) == 3
+    assert all(w.duration_s <= 28.0 for w in windows)
+    assert sum(w.duration_s for w in windows) == pytest.approx(70.0)  # nothing lost or doubled
+
+
+def test_full_windows_counts_regions_that_fill_windows() -> None:
+    ten = [Region(i * 11, i * 11 + 10) for i in range(5)]  # five 10-s regions: 2 per 28-s window
+    assert chunking.full_windows(ten, 28.0, 20.0, gap_s=0.3) == 4  # the 5th alone is only 10 s
+    assert chunking.full_windows(ten, 28.0, 0.0, gap_s=0.3) == 5  # no minimum: everything goes
+    assert chunking.full_windows(ten[:1], 28.0, 20.0) == 0
+    assert chunking.full_windows([], 28.0, 20.0) == 0
+
+
+def test_only_whole_windows_are_released_the_rest_is_carried() -> None:
+    opts = CarryOptions(min_batch_s=20.0, max_hold_s=60.0, window_s=28.0)
+    found = [Region(0, 10), Region(11, 21), Region(22, 30), Region(31.5, 32, False)]
+    ready, tail = split_ready(found, 32.0, final=False, opts=opts)
+    assert ready == found[:2] and tail == 22  # 8 s more would overfill the window: it waits
+    found = [Region(0, 10), Region(11, 21), Region(22, 29), Region(29.5, 30, False)]
+    ready, tail = split_ready(found, 30.0, final=False, opts=opts)
+    assert ready == found[:3] and tail == 29.5  # 27.6 s: one nearly full window goes

@@ -80,3 +80,14 @@ def test_similarity_uses_normalized_words() -> None:
     assert similarity("", "x") == 0.0
     assert replace(seg(BOB, 0, 1, "a"), text="b").text == "b"
     assert QualityOptions().crosstalk_similarity == 0.6
+
+
+def test_compression_ratio_of_a_segments_own_text() -> None:
+    from transcribe.quality import compression_ratio
+
+    prose = "We describe the infrastructure with Terraform and ship the services with rolling updates."
+    loop = "I am going to the store. " * 12
+    assert compression_ratio(prose) < 1.5 < 2.4 < compression_ratio(loop)
+    assert compression_ratio("") == 1.0
+    flags = segment_flags(seg(ALICE, 0, 20_000, loop, compression_ratio=compression_ratio(loop)))
+    assert "repetition_loop" in flags

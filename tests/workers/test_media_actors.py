@@ -121,6 +121,23 @@ def test_windows_while_recording_then_finalize_only_concatenates(engine, store, 
     assert store.get_bytes(outputs["thumbnails"])[:2] == b"\xff\xd8"
 
 
+def test_a_window_scheduled_twice_at_once_is_rendered_once(engine, store, broker, chunk_files,
+                                                           start_media_worker):
+    _add_recording(engine, store, "rec_dup", chunk_files, offsets={"b": B_START})
+    workers = [start_media_worker(RECORDER_WINDOW_MS=WINDOW) for _ in range(2)]
+    for _ in range(2):  # as two chunk messages would: the same window, twice, two workers
+        enqueue(broker, "composite_window", "rec_dup", 0)
+    wait_for(lambda: _done(engine, "rec_dup", "window.000000"), 120, "window 0", on_timeout=workers[0].log)
+
+    def logs() -> str:
+        return "".join(w.log_path.read_text(errors="replace") for w in workers)
+
+    wait_for(lambda: '"window_already_rendered"' in logs(), 120, "the second message handled")
+    logs = logs()
+    assert logs.count('"window_rendered"') == 1, logs[-3000:]
+    assert _steps(engine, "rec_dup")["window.000000"].attempts == 1
+
+
 def test_invalid_chunk_fails_fast_and_becomes_a_gap(engine, store, broker, chunk_files, start_media_worker, tmp_path):
     tracks = {"a": list(chunk_files["a"][:3])}
     _add_recording(engine, store, "rec2", tracks)

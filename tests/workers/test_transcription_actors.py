@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from core.db import session_scope
 from core.models import Chunk, OrgVocabulary, ProcessingStep, Recording, Track, TranscriptSegment, TranscriptVersion
 from core.queue import enqueue
 from tests.media import speech_track, split_chunks
-from tests.workers.conftest import WorkerProcess, settings_env, wait_for
+from tests.workers.conftest import ROOT, WorkerProcess, settings_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +122,9 @@ def test_live_chunks_then_finalize_then_retranscribe(resources, engine, store, c
     with session_scope(engine) as s:  # transcribed while "recording", before finalize
         live_rows = s.exec(select(TranscriptSegment).where(TranscriptSegment.version_id == live.id)).all()
     assert {r.track_id for r in live_rows} == {"alice", "bob"}
+    so_far = json.loads(store.get_bytes(live.exports["json"]))  # published for the review API
+    assert so_far["status"] == "live" and {s["speaker"]["track_id"] for s in so_far["segments"]} == {"alice", "bob"}
+    assert "lisbon" in store.get_bytes(live.exports["txt"]).decode().lower()
     st = steps(engine, "rec_w")
     assert {f"transcript.alice.{i:06d}" for i in range(3)} | {"transcript.bob.000000"} <= set(st)
     assert all(s.status == "done" for s in st.values())
@@ -127,6 +132,7 @@ def test_live_chunks_then_finalize_then_retranscribe(resources, engine, store, c
     tx.finalize_transcript.fn("rec_w")
     (final,) = versions(engine, "rec_w")
     assert final.status == "final" and final.is_current and final.time_taken_ms > 0 and final.audio_ms > 0
+    assert json.loads(store.get_bytes(final.exports["json"]))["status"] == "final"  # same keys, replaced
     assert steps(engine, "rec_w")["transcript.final"].status == "done"
     data = json.loads(store.get_bytes(keys.output_key("acme", "rec_w", "transcript.json")))
     check_transcript(data)
@@ -225,6 +231,39 @@ def test_real_worker_process_through_redis(settings, engine, store, chunk_files,
         broker.close()
         worker.stop()
     check_transcript(json.loads(store.get_bytes(keys.output_key("acme", "rec_q", "transcript.json"))))
+
+
+def recorder_cli(settings, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recorder.cli", *args], env=settings_env(settings),
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_cli_retranscribes_into_a_new_version(resources, settings, engine, store, chunk_files) -> None:
+    tx = resources
+    add_recording(engine, store, "rec_cli", {t: as_bytes(f) for t, f in chunk_files.items()})
+    tx.finalize_transcript.fn("rec_cli")  # every chunk at once: the catch-up path, batched
+    with session_scope(engine) as s:
+        s.get(Recording, "rec_cli").status = "ready"
+    (first,) = versions(engine, "rec_cli")
+    first_json = store.get_bytes(first.exports["json"])
+
+    out = recorder_cli(settings, "transcribe", "rec_cli", "--beam", "1")
+    assert out.returncode == 0, out.stderr
+    assert "version 2 of rec_cli is current" in out.stdout and "chunks" in out.stderr  # progress bar
+    old, new = versions(engine, "rec_cli")
+    assert (old.is_current, new.is_current, new.status, new.params["decode"]["beam_size"]) == (False, True, "final", 1)
+    assert store.get_bytes(old.exports["json"]) == first_json  # the old version is untouched
+    check_transcript(json.loads(store.get_bytes(new.exports["json"])), 0.25)
+
+    for args, code in ((["rec_nope"], "unknown_recording"), (["rec_cli", "--start-ms", "5000", "--end-ms", "1000"],
+                       "bad_span"), (["rec_cli", "--model", "/nonexistent/model"], "model_unavailable")):
+        out = recorder_cli(settings, "transcribe", *args)
+        assert out.returncode == 2 and code in out.stderr, (args, out.stderr)
+    assert len(versions(engine, "rec_cli")) == 2  # nothing was created by the bad requests
+    with session_scope(engine) as s:
+        s.get(Recording, "rec_cli").status = "recording"
+    out = recorder_cli(settings, "transcribe", "rec_cli")
+    assert out.returncode == 2 and "not_processed" in out.stderr
 
 
 def test_actor_names_and_queues_match_the_contract() -> None:
