@@ -6,7 +6,9 @@
     high_no_speech_prob  the model itself thinks nobody spoke
     no_speech            both of the last two (Whisper's own silence rule), or a
                          no-speech probability ≥ 0.85 on its own → hidden
-    crosstalk_duplicate  the same words as a louder segment on another speaker's mic → hidden
+    crosstalk_duplicate  another speaker's voice picked up by this mic: the same words as a
+                         louder segment on their track, or whatever the model made of a
+                         leak ≥ `leak_db` quieter than the speech it overlaps → hidden
     implausible_rate     more letters than the audio span could hold (words squeezed into
                          a pause: a hallucination) → hidden
 """
@@ -31,6 +33,7 @@ class QualityOptions:
     max_compression_ratio: float = 2.4
     crosstalk_overlap: float = 0.5  # share of the shorter segment that must overlap
     crosstalk_similarity: float = 0.6  # word-sequence similarity that makes a duplicate
+    leak_db: float = 20.0  # this much quieter than overlapping speech on another track: a leak
     max_letters_per_s: float = 30.0  # fast speech is ~15–20; espeak at 155 wpm ~14
 
 
@@ -95,7 +98,8 @@ def _overlap_share(a: Segment, b: Segment) -> float:
 
 
 def crosstalk_pairs(segs: Sequence[Segment], opts: QualityOptions = QualityOptions()) -> set[int]:
-    """Indices (into time-sorted `segs`) of the quieter copy of each cross-mic duplicate."""
+    """Indices (into time-sorted `segs`) of the quieter copy of each cross-mic duplicate or
+    leak. Overlapping speech at similar levels (a backchannel over an answer) is kept."""
     quieter: set[int] = set()
     for i, a in enumerate(segs):
         for j in range(i + 1, len(segs)):
@@ -104,7 +108,9 @@ def crosstalk_pairs(segs: Sequence[Segment], opts: QualityOptions = QualityOptio
                 break
             if a.speaker == b.speaker:
                 continue
-            if _overlap_share(a, b) >= opts.crosstalk_overlap and \
+            if _overlap_share(a, b) < opts.crosstalk_overlap:
+                continue
+            if abs(a.level_db - b.level_db) >= opts.leak_db or \
                     similarity(a.text, b.text) >= opts.crosstalk_similarity:
                 quieter.add(j if b.level_db < a.level_db else i)
     return quieter

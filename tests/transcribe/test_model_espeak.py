@@ -145,3 +145,24 @@ def test_domain_term_needs_the_vocabulary_hint(whisper_model, media_dir: Path) -
     assert "kubernetes" not in plain.lower(), plain
     assert "kubernetes" in hinted.lower(), hinted
     assert wer("In my last job I used Kubernetes every day.", hinted).wer <= 0.15
+
+
+def test_the_other_voice_leaking_into_a_microphone_is_not_transcribed_as_this_speaker(
+        whisper_model, media_dir: Path) -> None:
+    """A real call: Alice's mic hears Bob 30 dB down (residual echo) over a -50 dBFS noise
+    floor. Her visible transcript holds only her words; Bob's are his alone."""
+    alice_path, alice_spans = speech_track(media_dir / "mic-alice.wav", [(0.8, SCRIPT[ALICE][0][1])], 20.0,
+                                           "wav")
+    bob_path, bob_spans = speech_track(media_dir / "mic-bob.wav", [(7.0, SCRIPT[BOB][1][1], VOICES[BOB])], 20.0,
+                                       "wav")
+    alice, bob = decode16k(alice_path), decode16k(bob_path)
+    rng = np.random.default_rng(11)
+    leak = np.concatenate([np.zeros(320, np.float32), bob[:-320]]) * 10 ** (-30 / 20)
+    mic = alice + leak[:alice.size] + (rng.standard_normal(alice.size) * 10 ** (-50 / 20)).astype(np.float32)
+    merged = merge_segments(live(whisper_model, ALICE, mic) + live(whisper_model, BOB, bob))
+    mine = " ".join(s.text for s in merged if s.speaker == ALICE and not s.suppressed)
+    theirs = " ".join(s.text for s in merged if s.speaker == BOB and not s.suppressed)
+    assert wer(alice_spans[0][2], mine).wer <= 0.15, mine
+    assert wer(bob_spans[0][2], theirs).wer <= 0.15, theirs
+    hidden = [s for s in merged if s.speaker == ALICE and s.suppressed]
+    assert all(s.start_ms / 1000 >= bob_spans[0][0] - 0.5 for s in hidden), hidden  # only the leak is hidden

@@ -62,6 +62,16 @@ def test_crosstalk_keeps_the_louder_microphone() -> None:
     assert out["Tell me about your last project."].flags == () and out["Sure, happy to."].flags == ()
 
 
+def test_a_faint_leak_is_hidden_whatever_the_model_made_of_it() -> None:
+    answer = seg(BOB, 7000, 11000, "We wrote every migration twice and tested it.", level_db=-21.0)
+    leak = seg(ALICE, 7500, 10500, "on the top of your head.", level_db=-46.0)  # 25 dB down, other words
+    nod = seg(ALICE, 8000, 8600, "Right.", level_db=-24.0)  # a real backchannel over the answer
+    quiet = seg(ALICE, 9000, 9800, "I see.", level_db=-35.0)  # softly spoken, but 14 dB down only
+    out = {s.text: s for s in merge_segments([answer, leak, nod, quiet])}
+    assert out["on the top of your head."].flags == ("crosstalk_duplicate",)
+    assert all(out[t].flags == () for t in ("Right.", "I see.", answer.text))
+
+
 def test_same_words_at_different_times_are_not_crosstalk() -> None:
     a = seg(ALICE, 1000, 2000, "yes exactly", level_db=-20.0)
     b = seg(BOB, 5000, 6000, "yes exactly", level_db=-30.0)
