@@ -193,8 +193,11 @@ def _version_segments(version_id: str) -> list[TranscriptSegment]:
         return list(s.exec(select(TranscriptSegment).where(TranscriptSegment.version_id == version_id)).all())
 
 
-def export_key(rec: Recording, version: int, fmt: str) -> str:
-    return keys.output_key(rec.org, rec.id, f"transcripts/v{version:03d}/transcript.{fmt}")
+def export_key(rec: Recording, version: int, fmt: str, live: bool = False) -> str:
+    """Final exports of a version; the live ones (interview running) sit beside them, so a
+    late live publish can never overwrite a final export."""
+    name = "live" if live else "transcript"
+    return keys.output_key(rec.org, rec.id, f"transcripts/v{version:03d}/{name}.{fmt}")
 
 
 def merged_transcript(job: store.Job, status: str, took_ms: int = 0) -> tuple[Transcript, list[TranscriptSegment]]:
@@ -210,14 +213,15 @@ def merged_transcript(job: store.Job, status: str, took_ms: int = 0) -> tuple[Tr
 def put_exports(job: store.Job, transcript: Transcript) -> dict[str, str]:
     out = {}
     for fmt in EXPORTS:
-        out[fmt] = export_key(job.rec, job.version.version, fmt)
+        out[fmt] = export_key(job.rec, job.version.version, fmt, live=transcript.status == "live")
         res.store().put_bytes(out[fmt], export.render(transcript, fmt).encode(), content_type=export.FORMATS[fmt])
     return out
 
 
 def publish_live(job: store.Job) -> None:
     """While the interview runs: the transcript so far, in every export format, served by
-    the review API as `status: live` until the final version replaces it (same keys)."""
+    the review API as `status: live` until the version is final (its row then points at
+    the final exports; the guard on `status` keeps a late publish from pointing it back)."""
     transcript, _rows = merged_transcript(job, "live")
     exports = put_exports(job, transcript)
     with session_scope(res.engine()) as s:
@@ -246,6 +250,8 @@ def finish_version(job: store.Job) -> Transcript:
     make_current(job, transcript, audio_ms=sum(st.audio_ms for st in states))
     index_current(rec.id)
     res.store().delete_prefix(f"{keys.recording_prefix(rec.org, rec.id)}work/transcript/{version.id}/")
+    for fmt in EXPORTS:  # the live exports are superseded (a late publish may leave one: harmless)
+        res.store().delete(export_key(rec, version.version, fmt, live=True))
     return transcript
 
 

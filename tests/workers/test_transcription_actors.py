@@ -132,7 +132,8 @@ def test_live_chunks_then_finalize_then_retranscribe(resources, engine, store, c
     tx.finalize_transcript.fn("rec_w")
     (final,) = versions(engine, "rec_w")
     assert final.status == "final" and final.is_current and final.time_taken_ms > 0 and final.audio_ms > 0
-    assert json.loads(store.get_bytes(final.exports["json"]))["status"] == "final"  # same keys, replaced
+    assert json.loads(store.get_bytes(final.exports["json"]))["status"] == "final"
+    assert not store.exists(live.exports["json"])  # the live exports are gone
     assert steps(engine, "rec_w")["transcript.final"].status == "done"
     data = json.loads(store.get_bytes(keys.output_key("acme", "rec_w", "transcript.json")))
     check_transcript(data)
