@@ -91,10 +91,11 @@ def transcribe(recording: str = typer.Argument(..., help="recording id"),
                timeout: float = typer.Option(3600, help="give up following it after this many seconds")) -> None:
     """Re-transcribe a recording (or a span of it) into a new transcript version.
 
-    The new version becomes current when it is done; earlier versions are kept and stay
-    readable (GET /v1/recordings/{id}/transcript?version=N). Shows progress, then the
-    version list. Exit code 2 for a bad request (unknown recording, not processed yet,
-    bad span, model not available offline), 1 if the transcription failed."""
+    The new version becomes current when done; earlier ones are kept (?version=N).
+
+    Exit code 2: bad request (unknown recording, not processed, bad span, no such model).
+    Exit code 1: the transcription failed.
+    """
     from rich.console import Console
 
     from core.errors import InvalidInput, InvalidState, NotFound, RecorderError
