@@ -19,8 +19,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import func, select
 
 from core.db import session_scope
-from core.errors import InvalidInput, InvalidState, NotFound, RecorderError
+from core.errors import NotFound, RecorderError
 from core.models import Chunk, Recording, TranscriptTrackState, TranscriptVersion
+from core.models.transcript import check_retranscribable, check_span
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,22 @@ class Request:
                                   ("start_ms", self.start_ms), ("end_ms", self.end_ms)) if v is not None}
 
 
-def check(engine: Engine, req: Request) -> Recording:
+def check(req: Request) -> Recording:
     """The same rules as `POST /v1/recordings/{id}/transcript/versions`."""
-    if req.start_ms is not None and req.end_ms is not None and req.end_ms <= req.start_ms:
-        raise InvalidInput("--end-ms must be after --start-ms", code="bad_span")
-    with session_scope(engine) as s:
-        rec = s.get(Recording, req.recording_id)
-    if rec is None or rec.status == "deleted":
+    from workers.transcript_store import get_recording
+
+    check_span(req.start_ms, req.end_ms)
+    rec = get_recording(req.recording_id)
+    if rec is None:
         raise NotFound(f"recording {req.recording_id} not found", code="unknown_recording")
-    if rec.status not in ("ready", "failed"):
-        raise InvalidState(f"recording is {rec.status}; re-transcribe it once processed", code="not_processed")
+    check_retranscribable(rec.status)
     return rec
 
 
-def latest_version(engine: Engine, recording_id: str) -> Optional[TranscriptVersion]:
-    with session_scope(engine) as s:
-        return s.exec(select(TranscriptVersion).where(TranscriptVersion.recording_id == recording_id)
-                      .order_by(TranscriptVersion.version.desc())).first()
+def latest_version(recording_id: str) -> Optional[TranscriptVersion]:
+    from workers.transcript_store import versions_of
+
+    return (versions_of(recording_id) or [None])[-1]
 
 
 def progress_of(engine: Engine, version_id: str, recording_id: str) -> tuple[int, int]:
@@ -69,12 +69,11 @@ def progress_of(engine: Engine, version_id: str, recording_id: str) -> tuple[int
     return int(done), int(total)
 
 
-def versions_table(engine: Engine, recording_id: str) -> Table:
+def versions_table(recording_id: str) -> Table:
+    from workers.transcript_store import versions_of
+
     table = Table("version", "model", "beam", "status", "current", "span ms", "segments", "took s")
-    with session_scope(engine) as s:
-        rows = s.exec(select(TranscriptVersion).where(TranscriptVersion.recording_id == recording_id)
-                      .order_by(TranscriptVersion.version)).all()
-    for v in rows:
+    for v in versions_of(recording_id):
         span = "" if v.span_start_ms is None else f"{v.span_start_ms}–{v.span_end_ms or ''}"
         beam = str(((v.params or {}).get("decode") or {}).get("beam_size", ""))
         table.add_row(str(v.version), v.model, beam, v.status, "yes" if v.is_current else "", span,
@@ -90,14 +89,14 @@ def follow(engine: Engine, req: Request, before: int, job: threading.Thread | No
                   TimeElapsedColumn(), console=console, transient=False) as prog:
         task = prog.add_task(f"transcribing {req.recording_id}", total=None)
         while time.monotonic() < deadline:
-            v = latest_version(engine, req.recording_id)
+            v = latest_version(req.recording_id)
             if v is not None and v.version > before:
                 done, total = progress_of(engine, v.id, req.recording_id)
                 prog.update(task, completed=done, total=max(total, 1))
                 if v.status in ("final", "failed"):
                     return v
             if job is not None and not job.is_alive():
-                v = latest_version(engine, req.recording_id)
+                v = latest_version(req.recording_id)
                 if v is not None and v.version > before and v.status in ("final", "failed"):
                     return v
                 raise RecorderError("the re-transcription stopped before finishing (see the log above)")
@@ -110,8 +109,8 @@ def run(req: Request, queue: bool, timeout_s: float, console: Console) -> Transc
     from workers import broker as res
 
     engine = res.engine()
-    check(engine, req)
-    before = (latest_version(engine, req.recording_id) or TranscriptVersion(recording_id="", version=0)).version
+    check(req)
+    before = (latest_version(req.recording_id) or TranscriptVersion(recording_id="", version=0)).version
     job = None
     failure: list[BaseException] = []
     if queue:
@@ -135,5 +134,5 @@ def run(req: Request, queue: bool, timeout_s: float, console: Console) -> Transc
         if failure:
             raise failure[0] from None
         raise
-    console.print(versions_table(engine, req.recording_id))
+    console.print(versions_table(req.recording_id))
     return version

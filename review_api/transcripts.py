@@ -15,6 +15,7 @@ from core.db import session_scope
 from core.errors import InvalidState, NotFound
 from core.http import CurrentPrincipal
 from core.models import OrgVocabulary, TranscriptVersion
+from core.models.transcript import check_retranscribable, check_span
 from core.models._types import now_ms
 from core.queue import enqueue
 from review_api.deps import EDITORS, BrokerDep, EngineDep, StoreDep, require_reader, visible_recording
@@ -121,14 +122,10 @@ def retranscribe(recording_id: str, body: RetranscribeRequest, principal: Curren
                  engine: EngineDep, broker: BrokerDep) -> dict[str, Any]:
     """Queue a new transcript version (another model, or only a span); the old one stays."""
     require_reader(principal, EDITORS)
-    if body.start_ms is not None and body.end_ms is not None and body.end_ms <= body.start_ms:
-        from core.errors import InvalidInput
-
-        raise InvalidInput("end_ms must be after start_ms", code="bad_span")
+    check_span(body.start_ms, body.end_ms)
     with session_scope(engine) as s:
         rec = visible_recording(s, principal, recording_id)
-    if rec.status not in ("ready", "failed"):
-        raise InvalidState(f"recording is {rec.status}; re-transcribe it once processed", code="not_processed")
+    check_retranscribable(rec.status)
     message_id = enqueue(broker, "retranscribe_recording", rec.id, **body.model_dump(exclude_none=True))
     return {"status": "queued", "recording_id": rec.id, "message_id": message_id}
 

@@ -6,9 +6,9 @@ plain values; `audio.decode` (PyAV) and `model` (faster-whisper) are the I/O edg
 from transcribe.export import render
 from transcribe.merge import merge_segments
 from transcribe.model import DecodeOptions, ModelSpec, load_model
-from transcribe.pipeline import TrackOptions, step
+from transcribe.pipeline import TrackOptions, decode, plan_step, transcribe_track
 from transcribe.types import Segment, Speaker, Transcript, Word
 from transcribe.wer import wer
 
 __all__ = ["DecodeOptions", "ModelSpec", "Segment", "Speaker", "TrackOptions", "Transcript", "Word",
-           "load_model", "merge_segments", "render", "step", "wer"]
+           "decode", "load_model", "merge_segments", "plan_step", "render", "transcribe_track", "wer"]

@@ -138,12 +138,7 @@ def cut_long_speech(block: Block, found: Sequence[Region], opts: CarryOptions = 
     point in the last `search_s` seconds (the first part is then finished)."""
     out: list[Region] = []
     for r in found:
-        while not r.closed and r.duration_s > opts.max_carry_s:
-            hi = r.start_s + opts.max_carry_s
-            cut = quietest_point(block.samples, max(r.start_s, hi - opts.search_s), hi)
-            out.append(Region(r.start_s, cut, True, r.onset_s))
-            r = Region(cut, r.end_s, False, cut)
-        out.append(r)
+        out += [r] if r.closed else split_long(block.samples, r, opts.max_carry_s, opts.search_s)
     return out
 
 

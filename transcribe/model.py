@@ -172,7 +172,8 @@ def run_windows(model: Any, windows: Sequence[np.ndarray], opts: DecodeOptions) 
     out: list[list[RawSegment]] = [[] for _ in windows]
     if not filled:
         return out
-    parts = [filled[k::replicas(model)] for k in range(min(replicas(model), len(filled)))]
+    n = min(replicas(model), len(filled))
+    parts = [filled[k::n] for k in range(n)]
     if len(parts) == 1:
         results = [_run_batch(model, [windows[i] for i in filled], opts)]
     else:

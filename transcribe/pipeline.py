@@ -35,13 +35,6 @@ class TrackOptions:
     max_join_gap_ms: float = 1000.0  # chunks further apart are separate streams
 
 
-@dataclass(frozen=True)
-class StepResult:
-    segments: list[Segment]
-    carry: Block | None
-    speech_s: float  # seconds of audio the model heard
-
-
 def _span_stats(block: Block, start_s: float, end_s: float, opts: VadOptions) -> tuple[float, float]:
     first, last = int(start_s * chunking.SAMPLE_RATE), int(end_s * chunking.SAMPLE_RATE)
     piece = block.samples[first:max(last, first + 1)]
@@ -187,14 +180,6 @@ def decode(model: Any, speaker: Speaker, windows: Sequence[Window],
     for window, raw in zip(windows, raws):
         out[window.seq] += window_segments(raw, window, speaker, opts, len(out[window.seq]))
     return out
-
-
-def step(model: Any, speaker: Speaker, carry: Block | None, block: Block, final: bool,
-         opts: TrackOptions = TrackOptions(), seq: int = 0) -> StepResult:
-    """Transcribe what is finished in carry + block; return the rest as the next carry."""
-    plan = plan_step(carry, block, final, opts, seq)
-    segments = decode(model, speaker, plan.windows, opts).get(seq, []) if plan.windows else []
-    return StepResult(segments, plan.carry, sum(w.speech_s for w in plan.windows))
 
 
 def transcribe_track(model: Any, speaker: Speaker, blocks: Sequence[Block], opts: TrackOptions = TrackOptions(),

@@ -152,7 +152,7 @@ def run_naive_tracks(model, iv: Interview, tracks: dict[Speaker, np.ndarray], be
 
 def run_naive_mixed(model, iv: Interview, tracks: dict[Speaker, np.ndarray], beam: int) -> tuple[float, WerResult]:
     started = time.perf_counter()
-    mixed = np.clip(sum(iv.tracks.values()), -1, 1).astype(np.float32)
+    mixed = iv.mixed
     if tracks is not iv.tracks:  # one room microphone: the voices plus one noise floor
         mixed = np.clip(mixed + pink_noise(mixed.size, -50.0, np.random.default_rng(7)), -1, 1).astype(np.float32)
     text = naive(model, mixed, beam)

@@ -11,9 +11,24 @@ from typing import Any, Optional
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from core.errors import InvalidInput, InvalidState
 from core.models._types import json_field, ms_field, new_id, now_ms
 
 VERSION_STATES = ("live", "running", "final", "failed")
+RETRANSCRIBABLE = ("ready", "failed")  # recording states a new version can be made from
+
+
+def check_span(start_ms: Optional[int], end_ms: Optional[int]) -> None:
+    """A re-transcription span must end after it starts (API and CLI alike)."""
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise InvalidInput("end_ms must be after start_ms", code="bad_span")
+
+
+def check_retranscribable(recording_status: str) -> None:
+    """Only a processed recording gets a new transcript version (API and CLI alike)."""
+    if recording_status not in RETRANSCRIBABLE:
+        raise InvalidState(f"recording is {recording_status}; re-transcribe it once processed",
+                           code="not_processed")
 
 
 class TranscriptVersion(SQLModel, table=True):
