@@ -144,14 +144,12 @@ class ApiClient:
                 "tracks": tracks or []}
         return await self.call(org, "POST", "/v1/recordings", json=body)
 
+    async def ledger(self, org: str, recording_id: str) -> dict[str, Any]:
+        return await self.call(org, "GET", f"/v1/recordings/{recording_id}/ledger")
+
     async def next_seqs(self, org: str, recording_id: str) -> dict[str, int]:
         """Per track, the first seq not used yet (a restarted bot continues after it)."""
-        ledger = await self.call(org, "GET", f"/v1/recordings/{recording_id}/ledger")
-        out: dict[str, int] = {}
-        for track in ledger.get("tracks", []):
-            seqs = [c["seq"] for c in track.get("chunks", [])] + [r["seq"] for r in track.get("rejected", [])]
-            out[track["track_id"]] = max(seqs, default=-1) + 1
-        return out
+        return next_seqs_of(await self.ledger(org, recording_id))
 
     async def put_chunk(self, org: str, recording_id: str, seg: ClosedSegment, declare: dict[str, str]) -> dict:
         """Upload one closed segment (retried until `give_up_s`)."""
@@ -161,5 +159,31 @@ class ApiClient:
         return await self.call(org, "PUT", f"/v1/recordings/{recording_id}/tracks/{seg.track_id}/chunks/{seg.seq}",
                                give_up_s=self.opt.give_up_s, content=body, headers=headers)
 
+    async def post_quality(self, org: str, recording_id: str, samples: list[dict[str, Any]],
+                           gaps: list[dict[str, Any]]) -> dict[str, Any]:
+        """Quality samples and gap causes (idempotent on the server: a retry stores nothing twice)."""
+        return await self.call(org, "POST", f"/v1/recordings/{recording_id}/quality",
+                               json={"source": "bot", "samples": samples, "gaps": gaps})
+
     async def finalize(self, org: str, recording_id: str) -> dict[str, Any]:
         return await self.call(org, "POST", f"/v1/recordings/{recording_id}/finalize")
+
+
+def next_seqs_of(ledger: dict[str, Any]) -> dict[str, int]:
+    """Per track of a ledger answer, the first seq not used yet (stored or rejected)."""
+    out: dict[str, int] = {}
+    for track in ledger.get("tracks", []):
+        seqs = [c["seq"] for c in track.get("chunks", [])] + [r["seq"] for r in track.get("rejected", [])]
+        out[track["track_id"]] = max(seqs, default=-1) + 1
+    return out
+
+
+def media_ends(ledger: dict[str, Any]) -> dict[str, int]:
+    """Per participant of a ledger answer, where their stored media ends (epoch ms)."""
+    out: dict[str, int] = {}
+    for track in ledger.get("tracks", []):
+        ends = [c["start_epoch_ms"] + (c.get("duration_ms") or 0) for c in track.get("chunks", [])]
+        pid = track.get("participant_id") or ""
+        if ends and pid:
+            out[pid] = max(out.get(pid, 0), max(ends))
+    return out

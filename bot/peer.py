@@ -5,11 +5,15 @@ recvonly audio and one recvonly video transceiver) and the participant answers w
 its tracks. An offer *from* the participant (renegotiation) replaces the link (see
 session). Each received track is recorded by a `TrackRecorder`, through the
 encoded-frame tap when aiortc's internals allow it (see `bot.tap`).
+
+A link also carries what the heartbeat (`bot.monitor`) keeps about it: its recovery
+`Ladder`, its last media activity count and the base readings of its quality windows.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +28,9 @@ from aiortc.sdp import candidate_from_sdp
 
 from bot import tap
 from bot.clock import ClockOffset
+from bot.ladder import Ladder, LadderConfig
+from bot.monitor import LinkStats
+from bot.quality import Counters
 from bot.track import TrackRecorder
 from core.logging import get_logger
 from signaling import protocol as p
@@ -49,11 +56,19 @@ def ice_configuration(servers: list[dict[str, Any]]) -> RTCConfiguration:
 
 class PeerLink:
     def __init__(self, participant_id: str, ice_servers: list[dict[str, Any]], send: Send,
-                 make_recorder: RecorderFactory) -> None:
+                 make_recorder: RecorderFactory, ladder: LadderConfig | None = None) -> None:
         self.participant_id, self.send, self.make_recorder = participant_id, send, make_recorder
         self.pc = RTCPeerConnection(ice_configuration(ice_servers))
         self.offset = ClockOffset()
         self.recorders: list[TrackRecorder] = []
+        self.receivers: list[tuple[Any, TrackRecorder]] = []
+        self.kinds: dict[str, str] = {}
+        self.created_s = time.time()
+        self.ladder = Ladder(ladder or LadderConfig(), self.created_s)
+        self.last_activity: int | None = None
+        self.sample_base: dict[str, Counters] = {}
+        self.stuck_base: dict[str, tuple[int, int]] = {}
+        self.sampled_s = self.created_s
         self.tasks: set[asyncio.Task] = set()
         self.failed = asyncio.Event()
         self.tapped = 0
@@ -100,6 +115,8 @@ class PeerLink:
         ask = (lambda: self._spawn(tap.request_keyframe(receiver))) if receiver is not None else (lambda: None)
         recorder = self.make_recorder(self.participant_id, track.kind, self.offset, ask)
         self.recorders.append(recorder)
+        self.receivers.append((receiver, recorder))
+        self.kinds[recorder.info.track_id] = track.kind
         if receiver is not None and tap.install(receiver, recorder):
             self.tapped += 1
         else:
@@ -113,6 +130,65 @@ class PeerLink:
         log.info("peer_state", participant_id=self.participant_id, state=state)
         if state == "failed":
             self.failed.set()
+
+    # ---- what the heartbeat reads ---------------------------------------------------
+    async def stats(self) -> LinkStats:
+        """One reading: connection state, inbound transport bytes, each track's counters
+        (stamped when read: nothing here yields to the loop, so no packet slips in between)."""
+        now = time.time()
+        state = self.pc.connectionState
+        report: dict[str, Any] = {}
+        for transceiver in self.pc.getTransceivers():  # each receiver's getStats() (not gathered: no task hops)
+            with contextlib.suppress(Exception):       # a closing connection has no stats
+                report.update(await transceiver.receiver.getStats())
+        received = sum(v.bytesReceived for v in report.values() if getattr(v, "type", "") == "transport")
+        tracks = {}
+        for receiver, rec in self.receivers:
+            got = await tap.inbound_counters(receiver) if receiver is not None else None
+            packets, lost, jitter, rate = got or (0, 0, None, 0)
+            tracks[rec.info.track_id] = Counters(
+                now, packets, lost, jitter, rate or rec.rate, rec.bytes, rec.frames,
+                rec.size if rec.info.kind == "video" else None, bytes_known=rec.mode != "transcode")
+        return LinkStats(connected=state == "connected", failed=state in ("failed", "closed"), bytes=received,
+                         tracks=tracks)
+
+    def last_media_s(self) -> float | None:
+        """When the latest frame of any track arrived."""
+        return max((r.last_arrival_s for r in self.recorders if r.last_arrival_s is not None), default=None)
+
+    def media_since(self, since_s: float) -> float | None:
+        """When media first arrived again at or after `since_s` (any track)."""
+        return min((r.resumed_s for r in self.recorders if r.resumed_s is not None and r.resumed_s >= since_s),
+                   default=None)
+
+    async def unstick(self) -> None:
+        """A video track whose packets arrive but whose frames have not since the last call: its
+        jitter buffer waits for packets that are gone (see `tap.skip_lost`)."""
+        for receiver, rec in self.receivers:
+            if receiver is None or rec.info.kind != "video":
+                continue
+            got = await tap.inbound_counters(receiver)
+            now = (got[0] if got else 0, rec.frames)
+            prev, self.stuck_base[rec.info.track_id] = self.stuck_base.get(rec.info.track_id), now
+            if prev is not None and now[0] > prev[0] and now[1] == prev[1]:
+                skipped = tap.skip_lost(receiver)
+                if skipped:
+                    log.info("jitter_buffer_unblocked", participant=self.participant_id, track=rec.info.track_id,
+                             skipped_packets=skipped)
+                    self._spawn(tap.request_keyframe(receiver))
+
+    def request_keyframes(self) -> None:
+        for receiver, rec in self.receivers:
+            if receiver is not None and rec.info.kind == "video":
+                self._spawn(tap.request_keyframe(receiver))
+
+    async def restart_ice(self) -> bool:
+        """ICE restart on this connection, re-offered; False where the library has none (aiortc)."""
+        if not await tap.restart_ice(self.pc):
+            return False
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        await self._send_description()
+        return True
 
     async def close(self) -> None:
         """Stop receiving, then close every track's open segment (they are handed on)."""

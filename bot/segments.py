@@ -19,6 +19,7 @@ class SegmentPolicy:
     segment_ms: int = 30_000
     keyframe_lead_ms: int = 150     # ask for a key frame this long before the cut
     keyframe_retry_ms: int = 1_000  # repeat the request while none arrives
+    stall_ms: int = 1_500           # nothing arrived for this long: close the segment (a hole in the ledger)
 
     def cut_due(self, kind: str, elapsed_ms: float, keyframe: bool) -> bool:
         """Close the open segment before this frame?"""
@@ -73,8 +74,9 @@ def track_id_for(participant_id: str, kind: str) -> str:
     return f"{base[:100]}-{kind}"
 
 
-def frame_duration(prev_ts: int | None, ts: int, default: int) -> int:
-    """Ticks between two frames, or `default` for the first / a non-increasing pair."""
-    if prev_ts is None or ts <= prev_ts:
+def frame_duration(prev_ts: int | None, ts: int, default: int, longest: int | None = None) -> int:
+    """Ticks between two frames, or `default` for the first, a non-increasing pair, or a step
+    longer than `longest` (a hole in the media is not one frame's duration)."""
+    if prev_ts is None or ts <= prev_ts or (longest is not None and ts - prev_ts > longest):
         return default
     return ts - prev_ts

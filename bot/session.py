@@ -7,6 +7,8 @@ each one who joins → every closed segment is uploaded at once → on `end`: cl
 link (the open segments are flushed and uploaded), then `finalize`. On shutdown the bot
 leaves and uploads what it has but does not finalize (another bot may take over).
 A dropped socket is resumed (same instance id + last seq); the media links stay up.
+Each link's health, its recovery ladder, the quality samples and the gap causes are
+`bot.recovery`'s (started once the seat is held, stopped before finalize).
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from bot import spool
-from bot.api import ApiClient
+from bot.api import ApiClient, media_ends, next_seqs_of
 from bot.clock import ClockOffset
 from bot.config import BotConfig
 from bot.peer import PeerLink
+from bot.recovery import Recovery
 from bot.segments import ClosedSegment, track_id_for
 from bot.track import TrackInfo, TrackRecorder
 from core import errors
@@ -66,6 +69,10 @@ class RoomSession:
         self.uploaded = 0
         self.prepared = False
         self.folder = cfg.spool_dir / room_id
+        self.ice: list[dict[str, Any]] = []
+        self.socket_up = False
+        self.recovery = Recovery(cfg.monitor, lambda: self.links, lambda pid: pid in self.people, self._relink,
+                                 lambda: self.socket_up, self._post_quality)
 
     def end(self) -> None:
         self.ended.set()
@@ -126,6 +133,7 @@ class RoomSession:
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                self.socket_up = False
                 for w in waits[1:]:
                     w.cancel()
             if not reader.done():
@@ -171,6 +179,7 @@ class RoomSession:
             await self._participant_joined(msg, ice)
         elif isinstance(msg, p.ParticipantLeft):
             self.people.pop(msg.participant_id, None)
+            self.recovery.left(msg.participant_id, self.links.get(msg.participant_id))
             self._unlink(msg.participant_id)
         elif isinstance(msg, p.Signal):
             await self._on_signal(msg, ice)
@@ -198,25 +207,31 @@ class RoomSession:
             log.info("bot_joined", resumed=msg.resumed, participants=[m.participant_id for m in msg.participants])
         if not self.prepared:
             await self._prepare()
+        self.ice, self.socket_up = ice, True
+        rebuild, self.recovery.relink_all = not msg.resumed or self.recovery.relink_all, False
         present = {m.participant_id: m for m in msg.participants if not p.is_hidden(m.role)}
         for gone in set(self.links) - set(present):
+            self.recovery.left(gone, self.links.get(gone))
             self._unlink(gone)
         self.people = present
         for pid in present:
-            if pid not in self.links or not msg.resumed:
+            if pid not in self.links or rebuild:
                 await self._link(pid, ice)
 
     async def _prepare(self) -> None:
         """Once we hold the seat: continue the seqs, upload what an earlier run left behind."""
         assert self.recording_id is not None
         left = spool.leftovers(self.folder)
-        self.seqs = await self.api.next_seqs(self.org, self.recording_id)
+        ledger = await self.api.ledger(self.org, self.recording_id)
+        self.seqs = next_seqs_of(ledger)
+        self.recovery.restarted(media_ends(ledger))
         for info, seg in left:
             self.seqs[seg.track_id] = max(self.seqs.get(seg.track_id, 0), seg.seq + 1)
             self._on_segment(info, seg)
         if left:
             log.info("spool_recovered", segments=len(left))
         self.prepared = True
+        self.recovery.start()
 
     async def _on_signal(self, msg: p.Signal, ice: list[dict[str, Any]]) -> None:
         pid = msg.from_ or ""
@@ -240,7 +255,7 @@ class RoomSession:
     # ---- links -------------------------------------------------------------------
     async def _link(self, pid: str, ice: list[dict[str, Any]], offer: bool = True) -> None:
         self._unlink(pid)
-        link = PeerLink(pid, ice, self._send, self._recorder)
+        link = PeerLink(pid, ice, self._send, self._recorder, self.cfg.monitor.ladder)
         self.links[pid] = link
         self.watchers[pid] = asyncio.ensure_future(self._watch(link, ice))
         if offer:
@@ -259,10 +274,20 @@ class RoomSession:
     async def _watch(self, link: PeerLink, ice: list[dict[str, Any]]) -> None:
         """Re-offer when a link fails while its participant is still in the room."""
         await link.failed.wait()
+        self.recovery.failed(link)
         await asyncio.sleep(1.0)
         if self.links.get(link.participant_id) is link and link.participant_id in self.people:
-            log.info("link_failed_reoffer", participant_id=link.participant_id)
+            log.info("link_failed_reoffer", participant_id=link.participant_id, participant=link.participant_id,
+                     phase="renegotiate")
             await self._link(link.participant_id, ice)
+
+    async def _relink(self, pid: str) -> None:
+        with bound(phase="renegotiate"):
+            await self._link(pid, self.ice)
+
+    async def _post_quality(self, samples: list[dict[str, Any]], gaps: list[dict[str, Any]]) -> None:
+        assert self.recording_id is not None
+        await self.api.post_quality(self.org, self.recording_id, samples, gaps)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -321,11 +346,14 @@ class RoomSession:
 
     async def _wind_down(self, finalize: bool) -> None:
         with bound(phase="bot_leave"):
+            self.recovery.settle()
             links, self.links = list(self.links.values()), {}
             for watcher in self.watchers.values():
                 watcher.cancel()
             await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
             await asyncio.gather(*self.tasks, return_exceptions=True)
+            if self.prepared:
+                await self.recovery.stop()
             if self.uploads:
                 _, pending = await asyncio.wait(set(self.uploads),
                                                    timeout=None if finalize else self.cfg.stop_grace_s)

@@ -5,6 +5,12 @@ file work happens in the track's own worker thread, in order, and comes back as 
 Each segment's timestamps start at 0; its real start (epoch ms, for `X-Chunk-Start`)
 comes from RTCP sender reports when one has arrived, else from our arrival clock, chosen
 once per continuous run of the track (later segments follow by RTP time: no seams).
+A hole in RTP time (≥ `SegmentPolicy.stall_ms`, and ≥ 8 frames: a network cut, a frozen
+sender) closes the open segment; the next one starts after the hole, placed by RTP time
+like any later segment of the run, so the hole is a hole between chunks that the ledger
+sees. (Frames can arrive late in a burst — aiortc's jitter buffer holds them while older
+packets are missing — so where a frame belongs is its RTP time, not its arrival.) The
+recorder also counts what arrives (bytes, frames, arrivals) for the quality samples.
 """
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ log = get_logger("bot.track")
 MAX_JUMP_S = 10.0          # a bigger timestamp jump (or any step back) starts a new segment
 MAX_IN_FLIGHT = 120        # decoded frames queued for the encoder before we drop (fallback)
 MAX_CLOCK_DISAGREEMENT_S = 5.0
+STALL_FRAMES = 8           # a hole must also be this many frame durations long (low frame rates)
 AUDIO_PREFETCH = 4         # aiortc's audio jitter buffer releases a frame once 4 more are complete
 
 
@@ -93,6 +100,9 @@ class TrackRecorder:
         self.new_run = False
         self.in_flight = 0
         self.dropped = 0
+        self.bytes = self.frames = 0                 # everything received (quality counters)
+        self.last_arrival_s: float | None = None
+        self.resumed_s: float | None = None          # first arrival after the latest stall (or ever)
         self.closing: set[asyncio.Task] = set()
         self.worker = _Worker()
         self.pool = ThreadPoolExecutor(1, thread_name_prefix=f"seg-{info.track_id}"[:15])
@@ -106,10 +116,11 @@ class TrackRecorder:
         self.clock.sender_report(rtp_raw, ntp, arrival_s)
 
     def encoded(self, codec: str, ts: int, data: bytes, arrival_s: float) -> None:
+        self._arrived(arrival_s, len(data))
         if self.info.kind == "video":
             keyframe = vp8_keyframe(data)
             self.size = vp8_size(data) or self.size
-            duration = frame_duration(self.prev_ts, ts, 3000)
+            duration = frame_duration(self.prev_ts, ts, 3000, self.rate)
         else:
             keyframe, duration = True, opus_samples(data) or 960
         hold = duration * (AUDIO_PREFETCH if self.info.kind == "audio" else 1) / self.rate
@@ -128,12 +139,14 @@ class TrackRecorder:
                 self.decoded(frame, time.time())
 
     def decoded(self, frame: Any, arrival_s: float) -> None:
+        self._arrived(arrival_s, 0)
         ts = int(frame.pts * frame.time_base * self.rate) if frame.time_base else int(frame.pts or 0)
         if self.in_flight >= MAX_IN_FLIGHT:
             self.dropped += 1
             return
         if self.info.kind == "video":
-            duration = frame_duration(self.prev_ts, ts, 3000)
+            self.size = (frame.width, frame.height)
+            duration = frame_duration(self.prev_ts, ts, 3000, self.rate)
             hold = duration / self.rate
         else:
             duration = round(frame.samples * self.rate / (frame.sample_rate or self.rate))
@@ -141,6 +154,13 @@ class TrackRecorder:
         if self._admit(ts, True, arrival_s, "transcode", hold):
             self._submit(self.worker.add, ts - self.seg.first_ts, frame)  # type: ignore[union-attr]
             self.seg.last_duration = duration  # type: ignore[union-attr]
+
+    def _arrived(self, arrival_s: float, size: int) -> None:
+        last, self.last_arrival_s = self.last_arrival_s, arrival_s
+        if last is None or (arrival_s - last) * 1000 >= self.policy.stall_ms:
+            self.resumed_s = arrival_s
+        self.bytes += size
+        self.frames += 1
 
     # ---- segmenting --------------------------------------------------------------
     def _admit(self, ts: int, keyframe: bool, arrival_s: float, mode: str, hold_s: float) -> bool:
@@ -168,10 +188,17 @@ class TrackRecorder:
             return False
         if ts <= seg.last_ts or ts - seg.last_ts > MAX_JUMP_S * self.rate:
             log.warning("timestamp_discontinuity", track=self.info.track_id, step=ts - seg.last_ts)
-            self.clock.reset()
-            self.new_run = True  # the next segment picks the timing basis again
+            self._new_run()
+            return False
+        hole = ts - seg.last_ts
+        if hole * 1000 >= self.policy.stall_ms * self.rate and hole >= STALL_FRAMES * (seg.last_duration or 1):
+            log.info("media_stalled", track=self.info.track_id, hole_s=round(hole / self.rate, 3))
             return False
         return not self.policy.cut_due(self.info.kind, seg.elapsed_ms(ts, self.rate), keyframe)
+
+    def _new_run(self) -> None:
+        self.clock.reset()
+        self.new_run = True  # the next segment picks the timing basis again
 
     def _ask_keyframe(self, now: float) -> None:
         if self.last_request_s is None or now - self.last_request_s >= self.policy.keyframe_retry_ms / 1000:

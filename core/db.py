@@ -1,7 +1,10 @@
-"""Database engine, sessions and schema creation (SQLite locally, Postgres in production).
+"""Database engine, sessions and schema migrations (SQLite locally, Postgres in production).
 
-Schema is created with `create_all` (no migrations yet). Driver errors that mean
-"the database is unreachable" become `DatabaseError` here, once.
+The schema is made and changed by Alembic revisions in `core.migrations`: `migrate(engine)`
+upgrades to the newest one (entry points call it when `RECORDER_DB_AUTO_MIGRATE` is true;
+`recorder db upgrade` does it by hand). Every model change needs a revision; a test compares
+the migrated schema with the models. `create_all` remains for tests and benchmarks only.
+Driver errors that mean "the database is unreachable" become `DatabaseError` here, once.
 """
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ from typing import Iterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlmodel import Session, create_engine
 
-from core.errors import DatabaseError
+from core.errors import DatabaseError, InvalidInput
 
 
 def make_engine(url: str) -> Engine:
@@ -34,21 +37,23 @@ def make_engine(url: str) -> Engine:
                          connect_args={"connect_timeout": 5})
 
 
-def create_all(engine: Engine) -> None:
-    """Create every table of every model module (idempotent, safe for racing processes)."""
-    import core.models  # noqa: F401  (registers the tables)
+def migrate(engine: Engine) -> str | None:
+    """Upgrade the schema to the newest revision; returns it. Adopts a `create_all` database
+    (stamped as revision 0001, data kept); safe when several processes start together."""
+    from core import migrations
 
-    for attempt in range(5):
-        try:
-            SQLModel.metadata.create_all(engine)
-            return
-        except (ProgrammingError, IntegrityError, OperationalError) as exc:
-            # Two processes starting on a fresh database race between "does it exist?" and
-            # CREATE; the loser sees "already exists" and simply checks again.
-            if "already exists" in str(exc) and attempt < 4:
-                continue
-            with translated():
-                raise
+    with translated():
+        return migrations.upgrade(engine)
+
+
+def create_all(engine: Engine) -> None:
+    """The current models' tables made directly and stamped at the newest revision: a fast path
+    for tests and benchmarks (entry points call `migrate`). A database with tables is migrated
+    instead. Safe for racing processes (the migration lock)."""
+    from core import migrations
+
+    with translated():
+        migrations.create_all(engine)
 
 
 @contextmanager
@@ -57,6 +62,9 @@ def translated() -> Iterator[None]:
         yield
     except OperationalError as exc:
         raise DatabaseError(f"database unavailable: {exc.orig}") from exc
+    except (DataError, OverflowError) as exc:  # a NUL in text, a number past BIGINT: the request's values
+        raise InvalidInput("a value in the request cannot be stored (NUL character or number out of range)",
+                           code="unstorable_value") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseError(f"database connection lost: {exc.orig}") from exc

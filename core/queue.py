@@ -17,13 +17,17 @@ ACTOR_QUEUES: dict[str, str] = {
     "process_chunk": "media",
     "composite_window": "media",
     "finalize_recording": "media",
-    "media_failed": "media",  # internal: dramatiq's on_retry_exhausted callback of the media actors
+    "step_failed": "default",  # internal: on_retry_exhausted of every actor (workers.policy)
     "finalize_transcript": "transcribe",
     "transcribe_chunk": "transcribe",
     "retranscribe_recording": "transcribe",
     "index_transcript": "default",
     "auto_finalize_idle": "default",
-    "apply_retention": "default",
+    "apply_retention": "default",  # run one retention manifest (workers.retention)
+    "retention_tick": "default",  # self-rescheduling: preview + run each org's policy (workers.retention)
+    "sync_legal_holds": "default",  # S3 legal holds in line with the database's (object-lock buckets)
+    "deliver_webhook": "default",
+    "audit_checkpoint": "default",  # self-rescheduling: signs the audit chain head (workers.audit)
 }
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from core.errors import InvalidInput
 
@@ -169,6 +171,67 @@ def highlight(snippet: str) -> str:
     return html.escape(snippet, quote=False).replace(MARK_OPEN, "<mark>").replace(MARK_CLOSE, "</mark>")
 
 
+# ---------------------------------------------------------------- matched words (pure)
+
+_SUFFIXES = ("ing", "ed", "es", "s")
+SNIPPET_BEFORE, SNIPPET_AFTER = 8, 16  # words around the first match in a snippet
+
+
+def stem(token: str) -> str:
+    """A crude English stem, enough to find which word of a segment the index matched
+    (the index stems with porter/snowball: "updates" and "update" are one term)."""
+    for suffix in _SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= 3:
+            token = token[:-len(suffix)]
+            break
+    return token[:-1] if token.endswith("e") and len(token) > 3 else token
+
+
+def _term_at(tokens_: Sequence[str], k: int, term: Term) -> bool:
+    if k + len(term.words) > len(tokens_):
+        return False
+    for j, want in enumerate(term.words):
+        got = tokens_[k + j]
+        last = j == len(term.words) - 1
+        if not (got == want or stem(got) == stem(want) or (term.prefix and last and got.startswith(want))):
+            return False
+    return True
+
+
+def matched_words(words: Sequence[str], groups: Sequence[Sequence[Term]]) -> tuple[int | None, list[tuple[int, int]]]:
+    """Which of a segment's words a query matched: (index of the first matched word — a
+    phrase's first word — or None, and every match as [first, last] word indices)."""
+    toks: list[str] = []
+    owner: list[int] = []
+    for i, w in enumerate(words):
+        for t in tokens(w):
+            toks.append(t)
+            owner.append(i)
+    best: tuple[int | None, list[tuple[int, int]]] = (None, [])
+    for group in groups:
+        spans: list[tuple[int, int]] = []
+        for term in (t for t in group if not t.negated):
+            found = [(owner[k], owner[k + len(term.words) - 1]) for k in range(len(toks)) if _term_at(toks, k, term)]
+            if not found:
+                spans = []
+                break
+            spans += found
+        if spans:
+            first = min(a for a, _ in spans)
+            if best[0] is None or first < best[0]:
+                best = (first, sorted(set(spans)))
+    return best
+
+
+def word_snippet(words: Sequence[str], spans: Sequence[tuple[int, int]]) -> str:
+    """Snippet (HTML, like `highlight`) centred on the first match, matches marked."""
+    first = spans[0][0]
+    lo, hi = max(0, first - SNIPPET_BEFORE), min(len(words), first + SNIPPET_AFTER)
+    marked = {i for a, b in spans for i in range(a, b + 1)}
+    parts = [(MARK_OPEN + w + MARK_CLOSE) if i in marked else w for i, w in enumerate(words[lo:hi], lo)]
+    return highlight(("… " if lo else "") + " ".join(parts) + (" …" if hi < len(words) else ""))
+
+
 # ---------------------------------------------------------------- write side
 
 @dataclass(frozen=True)
@@ -196,6 +259,11 @@ def index_recording(engine: Engine, org: str, recording_id: str, recorded_at: in
             conn.execute(text(f"INSERT INTO search_doc ({', '.join(_COLUMNS)}) "
                               f"VALUES ({', '.join(':' + c for c in _COLUMNS)})"), rows)
     return len(rows)
+
+
+def segment_key(version_id: str, row_id: int) -> str:
+    """The search row of a transcript segment row (its words are found again from it)."""
+    return f"{version_id}:{row_id}"
 
 
 def unindex_recording(engine: Engine, recording_id: str) -> int:
@@ -230,10 +298,14 @@ class Hit:
     recorded_at: int
     score: float
     snippet: str  # HTML: escaped text with <mark>…</mark> around matches
+    segment_start_ms: int = 0  # the segment holding the match (start_ms is the matched word's)
+    matches: tuple[tuple[int, int], ...] = ()  # [start_ms, end_ms] of each matched word run
 
     @property
     def link(self) -> str:
-        return f"/review/{self.recording_id}#t={self.start_ms / 1000:.1f}"
+        """The review page at the first matched word, the matched words highlighted there."""
+        hl = ",".join(f"{a}-{b}" for a, b in self.matches)
+        return f"/review/{self.recording_id}#t={self.start_ms / 1000:.1f}" + (f"&hl={hl}" if hl else "")
 
 
 @dataclass(frozen=True)
@@ -245,6 +317,9 @@ class Filters:
     to_ms: int | None = None  # recordings started before
     limit: int = 20
     offset: int = 0
+    # the caller's visibility on `recording AS r` (core.access.visible_sql): applied in SQL
+    access_sql: str = ""
+    access_params: tuple[tuple[str, Any], ...] = ()
 
 
 def _where(f: Filters) -> tuple[str, dict[str, Any]]:
@@ -255,6 +330,9 @@ def _where(f: Filters) -> tuple[str, dict[str, Any]]:
         if value is not None:
             clauses.append(f"d.{column} {op} :{key}")
             params[key] = value
+    if f.access_sql:
+        clauses.append(f"({f.access_sql})")
+        params.update(dict(f.access_params))
     params.update(limit=max(1, min(f.limit, 100)), offset=max(0, f.offset))
     return " AND ".join(clauses), params
 
@@ -319,8 +397,44 @@ def search(engine: Engine, query: str, filters: Filters) -> list[Hit]:
         else:
             params["q"], sql = to_tsquery(groups), _postgres_sql(where)
         rows = conn.execute(text(sql), params).mappings().all()
-    return [Hit(recording_id=r["recording_id"], recording_title=r["title"] or "", segment_key=r["segment_key"],
-                participant_id=r["participant_id"], speaker=r["speaker"], role=r["role"],
-                start_ms=int(r["start_ms"]), end_ms=int(r["end_ms"]), recorded_at=int(r["recorded_at"]),
-                score=round(abs(float(r["score"])), 4), snippet=highlight(r["snip"] or r["text"]))
-            for r in rows]
+        words = _segment_words(conn, [r["segment_key"] for r in rows])
+    return [_hit(r, words.get(r["segment_key"]), groups) for r in rows]
+
+
+def _hit(r: Any, words: list | None, groups: Sequence[Sequence[Term]]) -> Hit:
+    """A result row as a hit pointing at its first matched word (found in the segment's
+    words), or at the segment when the words are not known."""
+    start, end = int(r["start_ms"]), int(r["end_ms"])
+    hit = Hit(recording_id=r["recording_id"], recording_title=r["title"] or "", segment_key=r["segment_key"],
+              participant_id=r["participant_id"], speaker=r["speaker"], role=r["role"], start_ms=start, end_ms=end,
+              recorded_at=int(r["recorded_at"]), score=round(abs(float(r["score"])), 4),
+              snippet=highlight(r["snip"] or r["text"]), segment_start_ms=start)
+    texts = [str(w[0]) for w in words or ()]
+    first, spans = matched_words(texts, groups) if texts else (None, [])
+    if first is None:
+        return hit
+    return replace(hit, start_ms=int(words[first][1]), snippet=word_snippet(texts, spans),
+                   matches=tuple((int(words[a][1]), int(words[b][2])) for a, b in spans))
+
+
+_SEGMENT_KEY = re.compile(r"^(.+):(\d+)$")
+
+
+def _segment_words(conn: Connection, keys_: Sequence[str]) -> dict[str, list]:
+    """Words with times ([[word, start_ms, end_ms, prob], …]) of the transcript segments
+    behind these search rows (`segment_key`); rows with no segment are left out."""
+    wanted = {int(m.group(2)): (m.group(1), k) for k in keys_ if (m := _SEGMENT_KEY.match(k))}
+    if not wanted:
+        return {}
+    sql = text("SELECT id, version_id, words FROM transcriptsegment WHERE id IN :ids").bindparams(
+        bindparam("ids", expanding=True))
+    try:
+        rows = conn.execute(sql, {"ids": list(wanted)}).all()
+    except DBAPIError:  # an index without the transcript tables (a bare search database)
+        return {}
+    out = {}
+    for row_id, version_id, words in rows:
+        version, key = wanted[int(row_id)]
+        if version == version_id and words:
+            out[key] = json.loads(words) if isinstance(words, str) else words
+    return out

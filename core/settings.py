@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.auth import PROVIDER_ALGORITHMS
+
 DEV_JWT_SECRET = "local-dev-secret-change-me-in-production"
 
 
@@ -23,6 +25,8 @@ class Settings(BaseSettings):
     env: str = Field("local", description="local | test | production")
     data_dir: Path = Path("./var")
     database_url: str = "sqlite:///./var/recorder.db"
+    db_auto_migrate: bool = Field(True, description="upgrade the schema at start (API, workers); in production "
+                                  "only the API does, or a deploy step runs `recorder db upgrade`")
     redis_url: str = "redis://127.0.0.1:6379/0"
 
     s3_endpoint: str = "127.0.0.1:8333"
@@ -31,6 +35,8 @@ class Settings(BaseSettings):
     s3_bucket: str = "recordings"
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+    s3_object_lock: bool = Field(False, description="create the bucket with S3 object lock, so legal holds are "
+                                 "also enforced by the store (MinIO: only at bucket creation)")
 
     jwt_secret: str = DEV_JWT_SECRET
     jwt_issuer: str = "interview-recorder"
@@ -38,6 +44,21 @@ class Settings(BaseSettings):
     join_token_ttl_s: int = Field(300, gt=0)
     api_token_ttl_s: int = Field(12 * 3600, gt=0)
     playback_token_ttl_s: int = Field(1800, ge=30, le=86400, description="lifetime of signed playback URLs")
+    upload_token_max_ttl_s: int = Field(4 * 3600, gt=0, le=7 * 24 * 3600, description="longest lifetime of an "
+                                        "upload token (they travel in beacon URLs); longer requests are clamped")
+    jwks_url: str = Field("", description="the identity provider's JWKS URL: also accept its RS/ES-signed API "
+                          "tokens (empty = only HS256 tokens signed with jwt_secret)")
+    jwt_audience: str = Field("", description="`aud` the identity provider's tokens must carry (needed with jwks_url)")
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"],
+                                      description="algorithms accepted from the identity provider (asymmetric only)")
+    jwt_provider_issuer: str = Field("", description="`iss` of the identity provider's tokens; empty = not checked")
+    jwt_claim_org: str = Field("org", description="claim (dotted path) holding the org of a provider token")
+    jwt_claim_role: str = Field("role", description="claim holding the role: a string, or a list (e.g. `roles`) "
+                                "where the first known role wins")
+    jwt_claim_groups: str = Field("groups", description="claim holding the caller's groups (a list of strings)")
+    jwks_cache_s: float = Field(300, gt=0, description="how long the provider's key set is cached")
+    jwks_refresh_cooldown_s: float = Field(30, ge=0, description="an unknown `kid` refetches the key set at most "
+                                           "once per this many seconds")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, gt=0, lt=65536)
@@ -45,12 +66,23 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from browsers")
 
     max_chunk_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest request body of any route but "
+                                "chunk uploads (JSON); more is refused with 413 while it streams in")
     chunk_rate_per_minute: int = Field(600, gt=0, description="chunk PUTs per recording per minute")
     org_rate_per_minute: int = Field(20000, gt=0, description="requests per org per minute")
+    rate_limits: dict[str, list[int]] = Field(
+        default_factory=lambda: {"search": [120, 2000], "token": [120, 2000], "create_recording": [60, 1000],
+                                 "retranscribe": [10, 60]},
+        description="per minute, [per caller, per org], for search, token (upload/playback minting), "
+                    "create_recording and retranscribe; JSON in RECORDER_RATE_LIMITS")
+    quarantine_budget_bytes: int = Field(256 * 1024 * 1024, ge=0, description="bytes of rejected chunks kept "
+                                         "for inspection per recording; past it only the ledger row is kept")
     finalize_idle_s: int = Field(600, gt=0, description="auto-finalize after this much silence")
     window_ms: int = Field(30000, gt=0, description="composite window length on the timeline")
-    media_max_retries: int = Field(8, ge=0, le=20, description="retries of a media step (transient errors) "
-                                                                "before it is marked failed")
+    worker_max_retries: int = Field(8, ge=0, le=20, description="retries of a worker step (transient errors) "
+                                    "before it and, for a final step, its recording are marked failed")
+    worker_min_backoff_ms: int = Field(1000, gt=0, description="wait before the first retry; doubles per retry")
+    worker_max_backoff_ms: int = Field(60_000, gt=0, le=7 * 86_400_000, description="longest wait between retries")
 
     whisper_model: str = Field("", description="CTranslate2 model dir or name; empty = bundled tiny.en")
     whisper_device: str = "cpu"
@@ -66,6 +98,13 @@ class Settings(BaseSettings):
                                       "is ready (fills the model's 30-s window); 0 = transcribe every chunk")
     transcribe_lookahead: int = Field(16, gt=0, le=64, description="chunks of a track planned per model batch "
                                       "when several are waiting (catch-up, finalize, re-transcription)")
+    transcribe_leak_gate: bool = Field(True, description="turn down what a microphone only hears of the other "
+                                       "participants (their voices 20–40 dB down) before the VAD and the model")
+    transcribe_gate_wait_s: float = Field(45.0, ge=0, le=600, description="while recording, a chunk waits this "
+                                          "long for the other tracks' audio of its span (the leak gate needs it); "
+                                          "then it is transcribed without and crosstalk is hidden after the fact")
+    transcribe_split_pause_s: float = Field(1.0, gt=0, le=10, description="a pause this long between two words "
+                                            "starts a new transcript segment")
 
     worker_processes: int = Field(1, gt=0)
     worker_threads: int = Field(2, gt=0)
@@ -89,9 +128,26 @@ class Settings(BaseSettings):
     bot_segment_s: float = Field(30.0, gt=0, le=600, description="length of the bot's per-track segments")
     bot_upload_give_up_s: float = Field(900.0, gt=0, description="stop retrying one segment upload after this")
     bot_ice_loopback: bool = Field(False, description="bot gathers only 127.0.0.1 ICE candidates (tests)")
+    bot_heartbeat_s: float = Field(2.5, gt=0, le=60, description="bot: link health reading period (recovery ladder)")
+    bot_quality_s: float = Field(5.0, gt=0, le=300, description="bot: quality sample window per track")
+    bot_ice_restart_s: float = Field(9.0, gt=0, description="bot: trouble before an ICE restart is tried")
+    bot_renegotiate_s: float = Field(18.0, gt=0, description="bot: trouble before a new peer connection is offered")
+    bot_socket_wait_s: float = Field(60.0, gt=0, description="bot: signaling down this long → rebuild every link")
 
-    webhook_url: str = ""
-    webhook_secret: str = ""
+    webhook_allow_private: bool = Field(False, description="let org webhooks call loopback/private addresses "
+                                        "(the local stack and tests set it; never in production)")
+    webhook_timeout_s: float = Field(10.0, gt=0, le=60, description="one delivery attempt's HTTP timeout")
+
+    signing_key_path: Path | None = Field(None, description="the service's Ed25519 private key (PEM, PKCS#8), "
+                                          "signing audit checkpoints and deletion receipts; required in production "
+                                          "(the same key in every process); empty = made under data_dir/keys/")
+    audit_checkpoint_interval_s: int = Field(300, ge=0, description="sign the audit chain head into the object "
+                                             "store this often (worker actor audit_checkpoint); 0 = by hand only")
+
+    retention_tick_s: int = Field(3600, ge=10, le=7 * 86400, description="period of `retention_tick`: preview "
+                                  "every org's policy and, where runs are automatic, run it")
+    retention_spool_max_age_s: int = Field(86400, ge=600, description="the retention tick removes upload spool "
+                                           "files (data_dir/spool) older than this (left by killed uploads)")
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -103,6 +159,25 @@ class Settings(BaseSettings):
             raise ValueError("s3_bucket must be 3-63 lowercase letters, digits or '-'")
         return v
 
+    @field_validator("signing_key_path", mode="before")
+    @classmethod
+    def _signing_key_path(cls, v: object) -> object:
+        if v in ("", None):
+            return None
+        if not Path(str(v)).is_file():
+            raise ValueError(f"RECORDER_SIGNING_KEY_PATH {v} is not a file (an Ed25519 private key, PEM)")
+        return v
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, v: dict[str, list[int]]) -> dict[str, list[int]]:
+        from core.ratelimit import CHARGED
+
+        names = set(CHARGED)
+        if set(v) != names or any(len(q) != 2 or min(q) <= 0 for q in v.values()):
+            raise ValueError(f"rate_limits needs exactly {sorted(names)}, each [per_caller, per_org] > 0")
+        return v
+
     @field_validator("database_url")
     @classmethod
     def _db_url(cls, v: str) -> str:
@@ -112,12 +187,34 @@ class Settings(BaseSettings):
             v = "postgresql+psycopg://" + v[len("postgresql://"):]
         return v
 
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _provider_algorithms(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in PROVIDER_ALGORITHMS]
+        if bad or not v:
+            raise ValueError(f"jwt_algorithms must be some of {sorted(PROVIDER_ALGORITHMS)}, not {bad or v}")
+        return v
+
+    @model_validator(mode="after")
+    def _token_limits(self) -> "Settings":
+        if self.jwks_url and not self.jwt_audience:
+            raise ValueError("RECORDER_JWT_AUDIENCE must be set with RECORDER_JWKS_URL")
+        if self.upload_token_ttl_s > self.upload_token_max_ttl_s:
+            raise ValueError("RECORDER_UPLOAD_TOKEN_TTL_S must not exceed RECORDER_UPLOAD_TOKEN_MAX_TTL_S")
+        return self
+
     @model_validator(mode="after")
     def _production_secrets(self) -> "Settings":
         if self.env == "production" and self.jwt_secret == DEV_JWT_SECRET:
             raise ValueError("RECORDER_JWT_SECRET must be set in production")
         if len(self.jwt_secret) < 32:
             raise ValueError("RECORDER_JWT_SECRET must be at least 32 characters (HS256)")
+        return self
+
+    @model_validator(mode="after")
+    def _worker_backoff(self) -> "Settings":
+        if self.worker_min_backoff_ms > self.worker_max_backoff_ms:
+            raise ValueError("RECORDER_WORKER_MIN_BACKOFF_MS must not exceed RECORDER_WORKER_MAX_BACKOFF_MS")
         return self
 
     @property

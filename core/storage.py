@@ -6,6 +6,7 @@ everything else `StorageError` (retryable, HTTP 503 + Retry-After).
 from __future__ import annotations
 
 import io
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +29,7 @@ class ObjectInfo:
     size: int
     etag: str
     content_type: str | None = None
+    version_id: str | None = None  # set by `list_versions`
 
 
 @contextmanager
@@ -46,24 +48,27 @@ class ObjectStore:
     """A bucket on an S3 server, with the few operations the product needs."""
 
     def __init__(self, endpoint: str, access_key: str, secret_key: str, bucket: str,
-                 *, secure: bool = False, region: str = "us-east-1", timeout_s: float = 10.0) -> None:
+                 *, secure: bool = False, region: str = "us-east-1", timeout_s: float = 10.0,
+                 object_lock: bool = False) -> None:
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=2.0, read=timeout_s), maxsize=64,
             retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
         )
         self.bucket = bucket
+        self.object_lock = object_lock  # create the bucket with object lock (legal holds enforced)
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
                             secure=secure, region=region, http_client=http)
 
     @classmethod
     def from_settings(cls, s: "object") -> "ObjectStore":
         return cls(s.s3_endpoint, s.s3_access_key, s.s3_secret_key, s.s3_bucket,  # type: ignore[attr-defined]
-                   secure=s.s3_secure, region=s.s3_region)  # type: ignore[attr-defined]
+                   secure=s.s3_secure, region=s.s3_region,  # type: ignore[attr-defined]
+                   object_lock=getattr(s, "s3_object_lock", False))
 
     def ensure_bucket(self) -> None:
         with _translated(self.bucket):
             if not self.client.bucket_exists(self.bucket):
-                self.client.make_bucket(self.bucket)
+                self.client.make_bucket(self.bucket, object_lock=self.object_lock)
 
     def ping(self) -> None:
         """Raise StorageError unless the server answers for our bucket."""
@@ -153,3 +158,52 @@ class ObjectStore:
         if errors:
             raise StorageError(f"{len(errors)} objects under {prefix} could not be deleted")
         return len(keys)
+
+    # ---------------------------------------------------------------- legal holds (object lock)
+
+    def legal_hold_enforced(self) -> bool:
+        """Does the server refuse to delete an object under legal hold? Probed with a scratch
+        object: written, put on hold, deleted by version (refused = enforced), released, removed.
+        False where the bucket was made without object lock (the local SeaweedFS bucket) or the
+        server has no legal holds; MinIO and SeaweedFS enforce them in object-lock buckets."""
+        key = f"_probe/legal-hold/{uuid.uuid4().hex}"
+        self.put_bytes(key, b"legal hold probe")
+        with _translated(key):
+            version = self.client.stat_object(self.bucket, key).version_id
+            try:
+                self.client.enable_object_legal_hold(self.bucket, key, version)
+            except S3Error:  # no object lock on this bucket, or no legal holds on this server
+                self.client.remove_object(self.bucket, key, version_id=version)
+                return False
+            try:
+                self.client.remove_object(self.bucket, key, version_id=version)
+            except S3Error:
+                self.client.disable_object_legal_hold(self.bucket, key, version)
+                self.client.remove_object(self.bucket, key, version_id=version)
+                return True
+        return False  # deleted although on hold
+
+    def set_legal_hold(self, key: str, on: bool, version_id: str | None = None) -> None:
+        """Put one version of an object (default: the current one) on legal hold, or release it."""
+        with _translated(key):
+            if on:
+                self.client.enable_object_legal_hold(self.bucket, key, version_id)
+            else:
+                self.client.disable_object_legal_hold(self.bucket, key, version_id)
+
+    def list_versions(self, prefix: str) -> list[ObjectInfo]:
+        """Every stored version (and delete marker, size 0) under `prefix`: in a versioned
+        (object-lock) bucket an overwritten or deleted object keeps its old bytes as versions."""
+        with _translated(prefix):
+            return [ObjectInfo(key=o.object_name, size=o.size or 0, etag=o.etag or "", version_id=o.version_id)
+                    for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True,
+                                                      include_version=True)]
+
+    def purge(self, key: str, versions: list[str | None] | None = None) -> None:
+        """Delete an object for good: every version and delete marker of it (`versions`, else
+        listed), so a versioned bucket keeps no old bytes. A missing key is not an error."""
+        if versions is None:
+            versions = [o.version_id for o in self.list_versions(key) if o.key == key]
+        with _translated(key):
+            for version in versions or [None]:
+                self.client.remove_object(self.bucket, key, version_id=version)

@@ -13,6 +13,8 @@ What it decides (raising `InvalidMedia`/`UnsupportedMedia`):
 A live recorder (Chromium/Firefox MediaRecorder) writes unknown-size Segment and Clusters and
 the first `start(timeslice)` blob ends inside a block: in an unknown-size Segment a Cluster
 cut by the end of the file is accepted (`cut_tail`), the media ends at the last whole block.
+Later blobs have no header: `read_clusters` walks one from its first Cluster the same way
+(`ingest.continuation` decides where that is and what the blob may hold before it).
 
 What it does not model raises `Undecided` (the caller asks ffprobe): EBMLMaxIDLength > 4 or
 EBMLMaxSizeLength > 8, content encodings (compression/encryption) on a track, or a second EBML
@@ -92,6 +94,14 @@ def element_header(buf: bytes, i: int = 0) -> tuple[int, int | None, int]:
         raise corrupt(f"reserved element id {eid:#x}")  # all-ones / all-zeros VINT_DATA (RFC 8794 §5)
     size = int.from_bytes(buf[i + n:i + n + m], "big") & _MASK[m]
     return eid, (None if size == _MASK[m] else size), n + m
+
+
+def element_header_or_cut(buf: bytes, i: int = 0) -> tuple[int, int | None, int] | None:
+    """`element_header`, or None when `buf` ends inside the header (a blob cut there)."""
+    try:
+        return element_header(buf, i)
+    except _Short:
+        return None
 
 
 def uint(data: bytes) -> int:
@@ -384,3 +394,27 @@ def read_matroska(path: str) -> Matroska:
     if unknown:
         raise corrupt(f"blocks of track(s) {unknown} that Tracks does not declare")
     return mk
+
+
+def read_clusters(f: BinaryIO, size: int, pos: int) -> Matroska:
+    """Walk a continuation blob from its first Cluster at `pos` to its end: Clusters (known or
+    unknown size, checked as in a live Segment) and Segment-level elements; the last element
+    may be cut by the end of the blob (`cut_tail`). The blob has no Tracks: the caller
+    compares the track numbers in `tails` with its stream's."""
+    w = _Walker(f, size)
+    w.mk.live = True
+    try:
+        while pos < size:
+            eid, esize, data = w.header(pos, size)
+            if eid == CLUSTER:
+                if esize is not None and data + esize > size:  # cut by the blob's end: walk what is there
+                    esize = size - data
+                pos = w.cluster(data, esize, size)
+                continue
+            if esize is None or eid not in SEGMENT_LEVEL | GLOBAL:
+                raise corrupt(f"element {eid:#x} is not allowed between Clusters")
+            w.fits(data + esize, size, f"element {eid:#x}")
+            pos = data + esize
+    except _Eof:
+        w.mk.cut_tail = True
+    return w.mk

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from pydantic import ValidationError
+
 from core.errors import InvalidInput
+from core.limits import ID_CHARS, INT_DIGITS, NAME_CHARS
 from ingest.media import container_for
+from ingest.schemas import TrackDeclare
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MIN_EPOCH_MS = 1_500_000_000_000     # 2017: anything earlier is a unit mistake (seconds?)
@@ -40,7 +43,7 @@ def parse_sha256(headers: Mapping[str, str]) -> str:
         if algo.lower() == "sha-256" and b64:
             try:
                 raw = base64.b64decode(b64, validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or non-ASCII text
                 raise InvalidInput("Digest sha-256 is not valid base64", code="invalid_sha256") from None
             if len(raw) != 32:
                 raise InvalidInput("Digest sha-256 has the wrong length", code="invalid_sha256")
@@ -54,7 +57,7 @@ def _int_header(headers: Mapping[str, str], name: str, lo: int, hi: int, require
         if required:
             raise InvalidInput(f"missing {name} header", code=f"missing_{name.replace('-', '_')}")
         return None
-    if not raw.isdigit() or len(raw) > 16:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > INT_DIGITS:  # not '١٢٣', '²', '-1', '1e3'
         raise InvalidInput(f"{name} must be a non-negative integer", code=f"invalid_{name.replace('-', '_')}")
     value = int(raw)
     if not lo <= value <= hi:
@@ -79,3 +82,23 @@ def check_seq(seq: int) -> int:
     if not 0 <= seq <= MAX_SEQ:
         raise InvalidInput(f"seq must be in [0, {MAX_SEQ}]", code="invalid_seq")
     return seq
+
+
+_TRACK_HEADERS = {"kind": "X-Track-Kind", "role": "X-Track-Role", "display_name": "X-Display-Name",
+                  "participant_id": "X-Participant-Id"}
+
+
+def parse_track_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """`X-Track-Kind` (+ optional X-Track-Role, X-Display-Name, X-Participant-Id) declares a
+    new track on its first chunk; None without X-Track-Kind."""
+    kind = (headers.get("x-track-kind") or "").strip()
+    if not kind:
+        return None
+    try:
+        decl = TrackDeclare(track_id="t", kind=kind, role=headers.get("x-track-role", "participant"),  # type: ignore[arg-type]
+                            display_name=headers.get("x-display-name", "")[:NAME_CHARS],
+                            participant_id=headers.get("x-participant-id", "")[:ID_CHARS])
+    except ValidationError as exc:
+        names = sorted({_TRACK_HEADERS.get(str(e["loc"][0]), "X-Track-Kind") for e in exc.errors() if e["loc"]})
+        raise InvalidInput(f"invalid track declaration: {', '.join(names)}", code="invalid_track_headers") from None
+    return decl.model_dump(exclude={"track_id"})

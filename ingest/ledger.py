@@ -4,6 +4,11 @@ Chunk order of arrival does not matter: everything is derived from (seq, real st
 duration). A gap's cause is `missing_seq` (a sequence number never arrived),
 `rejected_chunk` (it arrived but was refused as invalid media) or `timeline_hole`
 (all seqs present but their real times leave a hole, e.g. a paused recorder).
+
+Why media went missing is reported separately (`CauseSpan`s: the bot saw the participant's
+network fail, the bot itself restart, the participant leave): `label_gaps` gives a
+`missing_seq` / `timeline_hole` gap the reported cause that overlaps it most; `detected`
+keeps what the chunks alone show.
 """
 from __future__ import annotations
 
@@ -28,13 +33,24 @@ class Gap:
     end_ms: int
     cause: str
     seqs: tuple[int, ...] = ()
+    detected: str = ""     # what the chunk spans show, when `cause` is a reported reason
 
     @property
     def seconds(self) -> float:
         return round((self.end_ms - self.start_ms) / 1000, 3)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "seqs": list(self.seqs), "seconds": self.seconds}
+        return {**asdict(self), "seqs": list(self.seqs), "seconds": self.seconds,
+                "detected": self.detected or self.cause}
+
+
+@dataclass(frozen=True)
+class CauseSpan:
+    """A reported reason for missing media, on the recording timeline."""
+
+    start_ms: int
+    end_ms: int
+    cause: str              # network | bot_restart | participant_left
 
 
 @dataclass
@@ -89,3 +105,25 @@ def build_track_ledger(chunks: Iterable[ChunkSpan], rejected_seqs: Iterable[int]
         gaps.append(Gap(spans[present[-1]].end_ms, spans[present[-1]].end_ms, "rejected_chunk", trailing))
     return TrackLedger(spans=list(spans.values()), gaps=gaps,
                        missing_seqs=sorted(set(missing) | set(trailing)))
+
+
+RELABELED = ("missing_seq", "timeline_hole")  # a refused chunk stays `rejected_chunk`
+
+
+def _overlap(gap: Gap, span: CauseSpan) -> int:
+    """How much of the gap the span explains (a zero-length gap: 1 if the span holds it)."""
+    if gap.end_ms <= gap.start_ms:
+        return int(span.start_ms <= gap.start_ms <= span.end_ms)
+    return max(0, min(gap.end_ms, span.end_ms) - max(gap.start_ms, span.start_ms))
+
+
+def label_gaps(gaps: Iterable[Gap], causes: Iterable[CauseSpan]) -> list[Gap]:
+    """Each missing-media gap with the reported cause that overlaps it most (else as it was)."""
+    spans = list(causes)
+    out = []
+    for gap in gaps:
+        best = max(spans, key=lambda c: _overlap(gap, c), default=None) if gap.cause in RELABELED else None
+        if best is not None and _overlap(gap, best) > 0:
+            gap = Gap(gap.start_ms, gap.end_ms, best.cause, gap.seqs, detected=gap.cause)
+        out.append(gap)
+    return out

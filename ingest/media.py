@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.errors import InvalidInput, InvalidMedia, UnsupportedMedia
@@ -51,10 +51,12 @@ def sniff_container(head: bytes) -> str | None:
 
 
 def check_magic(head: bytes, container: str, continuation: bool) -> None:
-    """415 unless the bytes start like the declared container (continuations are exempt)."""
+    """415 unless the bytes start like the declared container (continuations are exempt:
+    `ingest.continuation` checks that they continue their stream)."""
     if continuation:
-        if container != "webm":
-            raise UnsupportedMedia("continuation blobs are only supported for WebM", code="unsupported_continuation")
+        if container not in ("webm", "mp4"):
+            raise UnsupportedMedia("continuation blobs are only supported for WebM and MP4",
+                                   code="unsupported_continuation")
         return
     found = sniff_container(head)
     if found != container:
@@ -68,10 +70,12 @@ class ProbeResult:
     duration_ms: int | None
     streams: list[dict[str, Any]] = field(default_factory=list)
     checker: str = "ffprobe"  # "ebml" | "isobmff" | "ffprobe": who validated the chunk
+    track_numbers: tuple[int, ...] = ()  # Matroska TrackNumbers / MP4 track_IDs; () from ffprobe
 
     def summary(self) -> dict[str, Any]:
+        """The ledger's `Chunk.probe`; `track_numbers` lets continuation blobs be checked against it."""
         return {"format": self.format_name, "duration_ms": self.duration_ms, "streams": self.streams,
-                "checker": self.checker}
+                "checker": self.checker, "track_numbers": list(self.track_numbers)}
 
 
 def judge(format_name: str, streams: list[dict[str, Any]], declared_s: float | None, end_s: float | None,
@@ -98,11 +102,13 @@ def judge(format_name: str, streams: list[dict[str, Any]], declared_s: float | N
 
 def judge_matroska(mk: matroska.Matroska) -> ProbeResult:
     """A live blob (unknown-size Segment) may hold no whole block yet; any other file must."""
-    return judge("matroska,webm", mk.streams(), mk.duration_s, mk.end_s, "ebml", need_frames=not mk.live)
+    result = judge("matroska,webm", mk.streams(), mk.duration_s, mk.end_s, "ebml", need_frames=not mk.live)
+    return replace(result, track_numbers=tuple(sorted(mk.tracks)))
 
 
 def judge_mp4(mp4: isobmff.Mp4) -> ProbeResult:
-    return judge("mov,mp4,m4a,3gp,3g2,mj2", mp4.streams(), mp4.duration_s, mp4.end_s, "isobmff", need_frames=True)
+    result = judge("mov,mp4,m4a,3gp,3g2,mj2", mp4.streams(), mp4.duration_s, mp4.end_s, "isobmff", need_frames=True)
+    return replace(result, track_numbers=tuple(sorted(mp4.tracks)))
 
 
 def parse_probe(container: str, probe: dict[str, Any], packet_end_s: float | None) -> ProbeResult:

@@ -6,12 +6,13 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from core.access import Action, require
 from core.auth import Principal
 from core.db import session_scope
 from core.errors import InvalidInput
-from core.models import Chunk, ProcessingStep, Recording, RejectedChunk, Track
+from core.models import Chunk, MediaGap, ProcessingStep, Recording, RejectedChunk, Track
 from core.timeline import to_timeline
-from ingest.ledger import ChunkSpan, build_track_ledger
+from ingest.ledger import CauseSpan, ChunkSpan, build_track_ledger, label_gaps
 from ingest.schemas import ChunkPublic, RecordingCreate, RecordingPublic, TrackPublic
 from ingest.service import Ingest
 
@@ -29,7 +30,7 @@ def client_key_for(body: RecordingCreate, idempotency_key: str | None) -> str:
 
 def create_recording(ing: Ingest, principal: Principal, body: RecordingCreate,
                      idempotency_key: str | None) -> tuple[RecordingPublic, bool]:
-    ing.require_writer(principal)
+    require(principal, Action.CREATE_RECORDING)
     key = client_key_for(body, idempotency_key)
     for _ in range(2):
         with session_scope(ing.engine) as s:
@@ -88,11 +89,26 @@ def chunk_public(chunk: Chunk, recording_start_ms: int | None, duplicate: bool =
 def ledger(ing: Ingest, principal: Principal, recording_id: str) -> dict[str, Any]:
     """Per track: chunks received, gaps with cause, covered seconds."""
     with session_scope(ing.engine) as s:
-        rec = ing.get_recording(s, principal, recording_id)
-        ing.can_read(principal, rec)
-        tracks = s.exec(select(Track).where(Track.recording_id == rec.id).order_by(Track.id)).all()
-        chunks = s.exec(select(Chunk).where(Chunk.recording_id == rec.id, Chunk.status == "stored")).all()
-        rejected = s.exec(select(RejectedChunk).where(RejectedChunk.recording_id == rec.id)).all()
+        rec = ing.get_recording(s, principal, recording_id, Action.READ_LEDGER)
+        return ledger_of(s, rec)
+
+
+def gap_causes(s: Session, rec: Recording) -> dict[str, list[CauseSpan]]:
+    """Reported reasons for missing media (`MediaGap` rows), per participant, on the timeline."""
+    start = rec.started_at_ms or 0
+    out: dict[str, list[CauseSpan]] = {}
+    for g in s.exec(select(MediaGap).where(MediaGap.recording_id == rec.id).order_by(MediaGap.start_ms)).all():
+        out.setdefault(g.participant_id, []).append(
+            CauseSpan(to_timeline(g.start_ms, start), to_timeline(g.end_ms, start), g.cause))
+    return out
+
+
+def ledger_of(s: Session, rec: Recording) -> dict[str, Any]:
+    """The ledger of a recording the caller may read (see `ledger`)."""
+    tracks = s.exec(select(Track).where(Track.recording_id == rec.id).order_by(Track.id)).all()
+    chunks = s.exec(select(Chunk).where(Chunk.recording_id == rec.id, Chunk.status == "stored")).all()
+    rejected = s.exec(select(RejectedChunk).where(RejectedChunk.recording_id == rec.id)).all()
+    causes = gap_causes(s, rec)
     start = rec.started_at_ms or 0
     out = []
     for t in tracks:
@@ -100,11 +116,12 @@ def ledger(ing: Ingest, principal: Principal, recording_id: str) -> dict[str, An
         spans = [ChunkSpan(c.seq, to_timeline(c.start_ms, start), c.duration_ms) for c in mine]
         bad = [r for r in rejected if r.track_id == t.track_id]
         tl = build_track_ledger(spans, [r.seq for r in bad])
+        gaps = label_gaps(tl.gaps, causes.get(t.participant_id, ()))
         out.append({"track_id": t.track_id, "participant_id": t.participant_id, "role": t.role, "kind": t.kind,
                     "chunks": [chunk_public(c, start).model_dump() for c in mine],
                     "rejected": [{"seq": r.seq, "sha256": r.sha256, "bytes": r.size, "reason": r.reason,
                                   "quarantine_key": r.object_key} for r in bad],
-                    "gaps": [g.to_dict() for g in tl.gaps], "missing_seqs": tl.missing_seqs,
+                    "gaps": [g.to_dict() for g in gaps], "missing_seqs": tl.missing_seqs,
                     "covered_seconds": tl.covered_seconds, "complete": not tl.gaps})
     return {"recording_id": rec.id, "status": rec.status, "started_at_ms": rec.started_at_ms,
             "tracks": out, "complete": all(t["complete"] for t in out)}

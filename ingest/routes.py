@@ -8,15 +8,20 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from core import audit
+from core.access import Action, require
 from core.auth import mint_token
 from core.db import session_scope
 from core.errors import TooLarge
+from core.ratelimit import charge
+from core.limits import KEY_CHARS
 from core.http import CurrentPrincipal
-from ingest.headers import check_seq, parse_chunk_headers
+from ingest.headers import check_seq, parse_chunk_headers, parse_track_headers
 from ingest.recordings import chunk_public, create_recording, ledger, recording_public
 from ingest.schemas import ChunkPublic, RecordingCreate, RecordingPublic, TokenPublic, UploadTokenRequest
 from ingest.service import Ingest
 from ingest.spool import spool_body
+from ingest.tokens import BeaconPrincipal
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -28,10 +33,14 @@ def get_ingest(request: Request) -> Ingest:
 IngestDep = Annotated[Ingest, Depends(get_ingest)]
 
 
-@router.post("/recordings", response_model=RecordingPublic, status_code=201)
+@router.post("/recordings", response_model=RecordingPublic, status_code=201,
+             responses={200: {"model": RecordingPublic, "description": "it existed (idempotent retry)"}})
 def post_recording(body: RecordingCreate, principal: CurrentPrincipal, ing: IngestDep, response: Response,
-                   idempotency_key: Annotated[Optional[str], Header()] = None) -> RecordingPublic:
+                   request: Request,
+                   idempotency_key: Annotated[Optional[str], Header(max_length=KEY_CHARS)] = None) -> RecordingPublic:
     """Create a recording (idempotent on Idempotency-Key, client_key or (room_id, source))."""
+    require(principal, Action.CREATE_RECORDING)
+    charge(request.app.state, principal, "create_recording")
     rec, created = create_recording(ing, principal, body, idempotency_key)
     response.status_code = 201 if created else 200
     return rec
@@ -42,7 +51,6 @@ def get_recording(recording_id: str, principal: CurrentPrincipal, ing: IngestDep
     """Recording status with per-step processing progress and outputs."""
     with session_scope(ing.engine) as s:
         rec = ing.get_recording(s, principal, recording_id)
-        ing.can_read(principal, rec)
         return recording_public(s, rec)
 
 
@@ -50,14 +58,19 @@ def get_recording(recording_id: str, principal: CurrentPrincipal, ing: IngestDep
 def post_upload_token(recording_id: str, body: UploadTokenRequest, principal: CurrentPrincipal,
                       ing: IngestDep, request: Request) -> TokenPublic:
     """A short-lived token that may upload chunks of this recording for one participant."""
-    ing.require_writer(principal)
     with session_scope(ing.engine) as s:
-        rec = ing.get_recording(s, principal, recording_id)
+        rec = ing.get_recording(s, principal, recording_id, Action.MINT_UPLOAD_TOKEN)
+    charge(request.app.state, principal, "token")
     settings = request.app.state.settings
+    ttl_s = min(body.ttl_s or settings.upload_token_ttl_s, settings.upload_token_max_ttl_s)
     token = mint_token(settings.jwt_secret, sub=body.participant_id, org=rec.org, role="candidate",
-                       ttl_s=body.ttl_s, scope="upload", issuer=settings.jwt_issuer, recording_id=rec.id,
-                       participant_id=body.participant_id)
-    return TokenPublic(token=token, expires_in=body.ttl_s)
+                       ttl_s=ttl_s, scope="upload", issuer=settings.jwt_issuer, recording_id=rec.id,
+                       participant_id=body.participant_id, track_role=body.role,
+                       display_name=body.display_name or None)
+    audit.record(ing.engine, org=rec.org, action=audit.TOKEN_MINT, actor=principal, object_type="recording",
+                 object_id=rec.id, detail={"scope": "upload", "participant_id": body.participant_id,
+                                           "role": body.role, "ttl_s": ttl_s})
+    return TokenPublic(token=token, expires_in=ttl_s)
 
 
 async def _upload(request: Request, principal: Any, ing: Ingest, recording_id: str, track: str,
@@ -66,7 +79,7 @@ async def _upload(request: Request, principal: Any, ing: Ingest, recording_id: s
     hdr = parse_chunk_headers(headers)
     if hdr.declared_length is not None and hdr.declared_length > ing.limits.max_chunk_bytes:
         raise TooLarge(f"chunk is larger than {ing.limits.max_chunk_bytes} bytes", code="chunk_too_large")
-    declare = _declared_track(headers)
+    declare = parse_track_headers(headers)
     pre = await run_in_threadpool(ing.precheck, principal, recording_id, track, seq, hdr, declare)
     if pre.stored is None:
         body = await spool_body(request.stream(), ing.limits.max_chunk_bytes, request.app.state.spool_dir)
@@ -81,19 +94,6 @@ async def _upload(request: Request, principal: Any, ing: Ingest, recording_id: s
     return JSONResponse(out.model_dump(), status_code=201 if created else 200)
 
 
-def _declared_track(headers: dict[str, str]) -> dict[str, str] | None:
-    """`X-Track-Kind` (+ optional X-Track-Role, X-Display-Name) declares a new track on first chunk."""
-    kind = headers.get("x-track-kind")
-    if not kind:
-        return None
-    from ingest.schemas import TrackDeclare
-
-    decl = TrackDeclare(track_id="t", kind=kind, role=headers.get("x-track-role", "participant"),  # type: ignore[arg-type]
-                        display_name=headers.get("x-display-name", "")[:256],
-                        participant_id=headers.get("x-participant-id", "")[:128])
-    return decl.model_dump(exclude={"track_id"})
-
-
 @router.put("/recordings/{recording_id}/tracks/{track}/chunks/{seq}", response_model=ChunkPublic,
             status_code=201, responses={200: {"description": "retry of a stored chunk"}})
 async def put_chunk(recording_id: str, track: str, seq: int, request: Request, principal: CurrentPrincipal,
@@ -103,9 +103,9 @@ async def put_chunk(recording_id: str, track: str, seq: int, request: Request, p
 
 
 @router.post("/recordings/{recording_id}/tracks/{track}/chunks/{seq}/beacon", response_model=ChunkPublic,
-             status_code=201)
+             status_code=201, responses={200: {"description": "retry of a stored chunk"}})
 async def post_chunk_beacon(recording_id: str, track: str, seq: int, request: Request,
-                            principal: CurrentPrincipal, ing: IngestDep) -> JSONResponse:
+                            principal: BeaconPrincipal, ing: IngestDep) -> JSONResponse:
     """`navigator.sendBeacon` flush: same as PUT; headers as query (type, sha256, start, duration, continuation)."""
     headers = dict(request.headers)
     q = request.query_params
@@ -126,10 +126,7 @@ def get_ledger(recording_id: str, principal: CurrentPrincipal, ing: IngestDep) -
 def post_finalize(recording_id: str, principal: CurrentPrincipal, ing: IngestDep) -> dict:
     """Close the recording and start final processing (idempotent)."""
     with session_scope(ing.engine) as s:
-        rec = ing.get_recording(s, principal, recording_id)
-    if principal.scope != "upload":
-        ing.require_writer(principal)
-    ing.can_read(principal, rec)
+        rec = ing.get_recording(s, principal, recording_id, Action.FINALIZE)
     rec = ing.finalize(recording_id)
     return {"recording_id": rec.id, "status": rec.status}
 

@@ -1,29 +1,32 @@
 """Request and response bodies of the ingest API."""
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, Field
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+from core.limits import (ID_CHARS, ID_PATTERN, KEY_CHARS, NAME_CHARS, ROLE_PATTERN, TERM_CHARS, TERMS, TITLE_CHARS,
+                         TRACKS)
+
+Term = Annotated[str, Field(max_length=TERM_CHARS)]
 
 
 class TrackDeclare(BaseModel):
     track_id: str = Field(pattern=ID_PATTERN)
-    participant_id: str = Field("", max_length=128)
-    display_name: str = Field("", max_length=256)
-    role: str = Field("participant", pattern=r"^[a-z_]{1,32}$")
+    participant_id: str = Field("", max_length=ID_CHARS)
+    display_name: str = Field("", max_length=NAME_CHARS)
+    role: str = Field("participant", pattern=ROLE_PATTERN)
     kind: Literal["audio", "video", "av", "composite"] = "av"
 
 
 class RecordingCreate(BaseModel):
     room_id: Optional[str] = Field(None, pattern=ID_PATTERN)
     source: Literal["client", "bot"] = "client"
-    client_key: Optional[str] = Field(None, min_length=1, max_length=200)
+    client_key: Optional[str] = Field(None, min_length=1, max_length=KEY_CHARS)
     layout: Literal["grid", "speaker", "client"] = "grid"
-    title: str = Field("", max_length=256)
-    vocabulary: list[str] = Field(default_factory=list, max_length=200)
-    tracks: list[TrackDeclare] = Field(default_factory=list, max_length=32)
+    title: str = Field("", max_length=TITLE_CHARS)
+    vocabulary: list[Term] = Field(default_factory=list, max_length=TERMS)
+    tracks: list[TrackDeclare] = Field(default_factory=list, max_length=TRACKS)
 
 
 class TrackPublic(TrackDeclare):
@@ -66,7 +69,11 @@ class ChunkPublic(BaseModel):
 
 class UploadTokenRequest(BaseModel):
     participant_id: str = Field(pattern=ID_PATTERN)
-    ttl_s: int = Field(4 * 3600, gt=0, le=24 * 3600)
+    role: str = Field("candidate", pattern=ROLE_PATTERN, description="role of the tracks this token creates")
+    display_name: str = Field("", max_length=NAME_CHARS, description="display name of the tracks this token creates")
+    ttl_s: Optional[int] = Field(None, gt=0, le=7 * 24 * 3600,
+                                 description="lifetime in seconds (default RECORDER_UPLOAD_TOKEN_TTL_S); clamped "
+                                 "to RECORDER_UPLOAD_TOKEN_MAX_TTL_S, the answer's expires_in says what was given")
 
 
 class TokenPublic(BaseModel):

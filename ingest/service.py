@@ -6,7 +6,8 @@ Upload flow (each step can fail without losing or duplicating anything):
      SHA-256 matches (a retry), 409 if not (the stored bytes are kept);
   3. the body is spooled to disk while hashed (413 past the limit) and checked
      against the declared SHA-256, magic bytes (415) and the media validator
-     (`ingest.media.probe_file`: a structural walk, ffprobe for Ogg; 422 → quarantine);
+     (`ingest.media.probe_file`: a structural walk, ffprobe for Ogg; a continuation blob:
+     `ingest.continuation`, against its header chunk's track numbers; 422 → quarantine);
   4. the seq is *claimed* in the DB (unique row, status `uploading`) before the
      object is written, so two different bodies can never race onto one key;
   5. the object is written to its deterministic key, the row becomes `stored`;
@@ -25,8 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core import keys
-from core.access import visible_recording
-from core.auth import Principal
+from core.access import Action, recording_for
+from core.auth import Principal, ensure_upload_open
 from core.db import session_scope
 from core.errors import Conflict, Forbidden, InvalidMedia, NotFound, QueueError
 from core.logging import bound, get_logger
@@ -34,16 +35,14 @@ from core.models import Chunk, ProcessingStep, Recording, RejectedChunk, Track
 from core.models._types import now_ms
 from core.queue import enqueue
 from core.ratelimit import RateLimiter
+from core.steps import FINAL_STEPS, PENDING
 from core.storage import ObjectStore
+from ingest.continuation import check_continuation
 from ingest.headers import ChunkHeaders
 from ingest.media import check_magic, probe_file
 from ingest.spool import Spooled
 
 log = get_logger("recorder.ingest")
-WRITERS = ("admin", "interviewer", "service", "recorder")
-READERS = ("admin", "interviewer", "service", "recorder", "compliance", "assessor")
-UPLOADERS = ("admin", "service", "recorder")
-FINAL_STEPS = ("media.final", "transcript.final")
 
 
 @dataclass
@@ -51,6 +50,7 @@ class IngestLimits:
     max_chunk_bytes: int
     chunk_rate_per_minute: int
     org_rate_per_minute: int
+    quarantine_budget_bytes: int = 256 * 1024 * 1024  # per recording; past it only the row is kept
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Precheck:
     org: str
     started_at_ms: int | None
     track_exists: bool
+    stream_tracks: set[int] | None = None  # a continuation's stream's track numbers, if known
 
 
 @dataclass
@@ -74,31 +75,14 @@ class Ingest:
     limits: IngestLimits
 
     # -- recordings -------------------------------------------------------------
-    def get_recording(self, s: Session, principal: Principal, recording_id: str) -> Recording:
-        return visible_recording(s, principal, recording_id)
+    def get_recording(self, s: Session, principal: Principal, recording_id: str,
+                      action: Action = Action.READ_METADATA) -> Recording:
+        return recording_for(s, principal, action, recording_id)
 
-    def require_writer(self, principal: Principal) -> None:
-        """API-scoped token with a role that may create/close recordings."""
-        _require_api_scope(principal)
-        principal.require_role(*WRITERS)
-
-    def can_read(self, principal: Principal, rec: Recording) -> None:
-        if principal.scope == "upload":
-            if principal.recording_id != rec.id:
-                raise Forbidden("upload token is for another recording", code="wrong_recording")
-            return
-        _require_api_scope(principal)
-        principal.require_role(*READERS)
-
-    def authorize_upload(self, principal: Principal, rec: Recording, track: Track | None) -> None:
-        if principal.scope == "upload":
-            if principal.recording_id != rec.id:
-                raise Forbidden("upload token is for another recording", code="wrong_recording")
-            if track and track.participant_id and principal.participant_id not in (None, track.participant_id):
-                raise Forbidden("upload token is for another participant", code="wrong_participant")
-            return
-        _require_api_scope(principal)
-        principal.require_role(*UPLOADERS)
+    def authorize_upload(self, principal: Principal, track: Track | None) -> None:
+        """Upload tokens write only their own participant's tracks (identity from the token)."""
+        if principal.scope == "upload" and track is not None and track.participant_id != principal.participant_id:
+            raise Forbidden("upload token is for another participant", code="wrong_participant")
 
     # -- chunk upload -----------------------------------------------------------
     def precheck(self, principal: Principal, recording_id: str, track_id: str, seq: int,
@@ -106,13 +90,16 @@ class Ingest:
         """Steps 1–2: auth, limits, duplicates (one read-only transaction). `stored` is set for a retry."""
         keys.check_id(track_id, "track")
         with session_scope(self.engine) as s:
-            rec = self.get_recording(s, principal, recording_id)
+            rec = self.get_recording(s, principal, recording_id, Action.UPLOAD)
+            ensure_upload_open(principal, rec.status)
             track = s.exec(select(Track).where(Track.recording_id == rec.id, Track.track_id == track_id)).first()
-            self.authorize_upload(principal, rec, track)
+            self.authorize_upload(principal, track)
             if track is None and not declare:
                 raise NotFound(f"track {track_id} not declared on recording {recording_id}", code="unknown_track")
             existing = self._chunk(s, rec.id, track_id, seq)
             pre = Precheck(stored=None, org=rec.org, started_at_ms=rec.started_at_ms, track_exists=track is not None)
+            if hdr.continuation:
+                pre.stream_tracks = self._stream_tracks(s, rec.id, track_id, seq)
             status = rec.status
         self.limiter.hit("chunks", recording_id, self.limits.chunk_rate_per_minute)
         self.limiter.hit("org", pre.org, self.limits.org_rate_per_minute)
@@ -144,7 +131,7 @@ class Ingest:
             if body.sha256 != hdr.sha256:
                 raise _digest_mismatch(hdr.sha256, body.sha256)
             check_magic(body.head, hdr.container, hdr.continuation)
-            probe = self._validate(pre.org, recording_id, track_id, seq, hdr, body)
+            probe = self._validate(pre.org, recording_id, track_id, seq, hdr, body, pre.stream_tracks)
             claimed = self._claim(principal, recording_id, track_id, seq, hdr, body,
                                   None if pre.track_exists else declare)
             if claimed.status == "stored":
@@ -159,19 +146,40 @@ class Ingest:
             return chunk, True, started_at_ms
 
     def _validate(self, org: str, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
-                  body: Spooled) -> dict[str, Any] | None:
-        if hdr.continuation:
-            return None  # a continuation blob is not playable alone; the stitcher validates it
+                  body: Spooled, stream_tracks: set[int] | None = None) -> dict[str, Any] | None:
         try:
+            if hdr.continuation:  # not playable alone: it must go on with its stream's clusters/fragments
+                check_continuation(body.path, stream_tracks, hdr.container)
+                return None
             return probe_file(body.path, hdr.container).summary()
         except InvalidMedia as exc:
             self._quarantine(org, recording_id, track_id, seq, hdr, body, exc.message)
             raise
 
+    def _stream_tracks(self, s: Session, recording_id: str, track_id: str, seq: int) -> set[int] | None:
+        """Track numbers of the header chunk a continuation `seq` goes on from: the latest
+        non-continuation chunk before it (its stored probe), if every seq in between is a
+        continuation already claimed. Otherwise (header not stored yet, a gap where a newer
+        header may still arrive, a header ffprobe judged) None: the tracks go unchecked."""
+        mine = (Chunk.recording_id == recording_id, Chunk.track_id == track_id, Chunk.seq < seq)
+        head = s.exec(select(Chunk.seq, Chunk.probe).where(*mine, Chunk.continuation.is_(False))
+                      .order_by(Chunk.seq.desc()).limit(1)).first()
+        numbers = (head.probe or {}).get("track_numbers") if head is not None else None
+        if not numbers:
+            return None
+        between = s.exec(select(func.count()).select_from(Chunk).where(*mine, Chunk.seq > head.seq)).one()
+        return set(numbers) if between == seq - head.seq - 1 else None
+
     def _quarantine(self, org: str, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
                     body: Spooled, reason: str) -> None:
         key = keys.quarantine_key(org, recording_id, track_id, seq, body.sha256)
-        self.store.put_file(key, body.path, "application/octet-stream")
+        with session_scope(self.engine) as s:
+            held = s.exec(select(func.coalesce(func.sum(RejectedChunk.size), 0)).where(
+                RejectedChunk.recording_id == recording_id, RejectedChunk.object_key != "")).one()
+        if int(held) + body.size > self.limits.quarantine_budget_bytes:
+            key, reason = "", f"{reason} (not kept: the recording's quarantine budget is used up)"
+        else:
+            self.store.put_file(key, body.path, "application/octet-stream")
         with session_scope(self.engine) as s:
             s.add(RejectedChunk(recording_id=recording_id, track_id=track_id, seq=seq, start_ms=hdr.start_epoch_ms,
                                 duration_ms=hdr.duration_ms, size=body.size, sha256=body.sha256,
@@ -208,10 +216,7 @@ class Ingest:
             return
         if not declare:
             raise NotFound(f"track {track_id} not declared", code="unknown_track")
-        s.add(Track(recording_id=recording_id, track_id=track_id,
-                    participant_id=declare.get("participant_id") or principal.participant_id or "",
-                    display_name=declare.get("display_name", ""), role=declare.get("role", "participant"),
-                    kind=declare.get("kind", "av")))
+        s.add(Track(recording_id=recording_id, track_id=track_id, **track_identity(principal, declare)))
         s.flush()
 
     def _mark_stored(self, chunk_id: int | None, key: str, probe: dict[str, Any] | None,
@@ -254,7 +259,7 @@ class Ingest:
                 raise NotFound(f"recording {recording_id} not found", code="unknown_recording")
             if rec.status != "recording":
                 pending = s.exec(select(ProcessingStep).where(
-                    ProcessingStep.recording_id == rec.id, ProcessingStep.status == "pending",
+                    ProcessingStep.recording_id == rec.id, ProcessingStep.status == PENDING,
                     ProcessingStep.step.in_(FINAL_STEPS))).all()
                 if rec.status != "processing" or not pending:
                     return rec  # already enqueued and picked up (or done)
@@ -262,7 +267,7 @@ class Ingest:
                 rec.status, rec.finalized_at = "processing", now_ms()
                 s.add(rec)
                 for step in FINAL_STEPS:
-                    s.add(ProcessingStep(recording_id=rec.id, step=step, status="pending"))
+                    s.add(ProcessingStep(recording_id=rec.id, step=step, status=PENDING))
         with bound(recording_id=recording_id, phase="finalize"):
             enqueue(self.broker, "finalize_recording", recording_id)
             enqueue(self.broker, "finalize_transcript", recording_id)
@@ -270,9 +275,19 @@ class Ingest:
         return rec
 
 
-def _require_api_scope(principal: Principal) -> None:
-    if principal.scope != "api":
-        raise Forbidden(f"a {principal.scope!r} token cannot do this", code="wrong_scope")
+def track_identity(principal: Principal, declare: dict[str, str]) -> dict[str, str]:
+    """Who a new track belongs to. An upload token's track takes participant, role and
+    display name from the token alone (headers cannot make a candidate an "interviewer");
+    API callers (the bot, services) declare them."""
+    kind = declare.get("kind", "av")
+    if principal.scope == "upload":
+        claims = principal.claims
+        return {"participant_id": principal.participant_id or principal.sub,
+                "role": str(claims.get("track_role") or "candidate")[:32],
+                "display_name": str(claims.get("display_name") or "")[:256], "kind": kind}
+    return {"participant_id": declare.get("participant_id") or principal.participant_id or "",
+            "display_name": declare.get("display_name", ""), "role": declare.get("role", "participant"),
+            "kind": kind}
 
 
 def _digest_mismatch(declared: str, actual: str) -> Exception:

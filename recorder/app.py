@@ -20,14 +20,19 @@ import ingest
 import review_api
 import signaling
 from core import db, errors
-from core.http import install_error_handlers
+from core.auth import TokenVerifier
+from core.http import SecurityHeaders, install_error_handlers
+from core.limits import BodyLimit, RouteLimit
 from core.logging import configure_logging, get_logger
 from core.queue import make_broker
 from core.ratelimit import RateLimiter
+from core.revocation import DenyList
 from core.settings import Settings
 from core.storage import ObjectStore
 
 log = get_logger("recorder.api")
+# Chunk uploads stream up to max_chunk_bytes into the spool; every other body is small JSON.
+CHUNK_ROUTES = r"^/v1/recordings/[^/]+/tracks/[^/]+/chunks/[^/]+(/beacon)?/?$"
 
 
 def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
@@ -36,7 +41,9 @@ def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if init_schema:
-            await run_in_threadpool(db.create_all, app.state.engine)
+            if settings.db_auto_migrate:
+                revision = await run_in_threadpool(db.migrate, app.state.engine)
+                log.info("schema_ready", revision=revision)
             try:
                 await run_in_threadpool(app.state.store.ensure_bucket)
             except errors.StorageError as exc:
@@ -59,14 +66,18 @@ def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
     app.state.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     app.state.broker = make_broker(settings.redis_url)
     app.state.limiter = RateLimiter(app.state.redis)
+    app.state.token_verifier = TokenVerifier.from_settings(settings, DenyList(app.state.redis))
     app.state.on_startup = []
     app.state.on_shutdown = []
     install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes,
+                       routes=[RouteLimit(CHUNK_ROUTES, settings.max_chunk_bytes, "chunk_too_large")])
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Retry-After"], max_age=600)
+    app.add_middleware(SecurityHeaders, hsts=settings.public_url.startswith("https://"))
     app.include_router(_health_router())
     for package in (signaling, ingest, review_api):
         package.install(app)
@@ -89,12 +100,13 @@ def _health_router():
         state = request.app.state
         checks = {"database": lambda: db.ping(state.engine), "redis": state.redis.ping,
                   "s3": state.store.ping}
-        failed = {}
+        failed = []
         for name, check in checks.items():
             try:
                 check()
-            except (errors.RecorderError, redis.RedisError, OSError) as exc:
-                failed[name] = getattr(exc, "message", None) or str(exc)
+            except Exception as exc:  # noqa: BLE001 -- whatever broke, it is not ready; details go to the log
+                log.warning("not_ready", dependency=name, error=getattr(exc, "message", None) or repr(exc))
+                failed.append(name)
         if failed:
             names = ", ".join(failed)
             return JSONResponse({"code": "dependency_down", "message": f"not ready: {names} unreachable",

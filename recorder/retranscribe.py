@@ -21,7 +21,7 @@ from sqlmodel import func, select
 from core.db import session_scope
 from core.errors import NotFound, RecorderError
 from core.models import Chunk, Recording, TranscriptTrackState, TranscriptVersion
-from core.models.transcript import check_retranscribable, check_span
+from core.models.transcript import check_audio_kept, check_retranscribable, check_span
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,20 @@ def check(req: Request) -> Recording:
     if rec is None:
         raise NotFound(f"recording {req.recording_id} not found", code="unknown_recording")
     check_retranscribable(rec.status)
+    check_audio_kept(stored_chunk_count(req.recording_id))
     return rec
+
+
+def stored_chunk_count(recording_id: str) -> int:
+    from sqlmodel import select
+
+    from core.db import session_scope
+    from core.models import Chunk
+    from workers import broker as res
+
+    with session_scope(res.engine()) as s:
+        return len(s.exec(select(Chunk.id).where(Chunk.recording_id == recording_id, Chunk.status == "stored",
+                                                 Chunk.object_key != "")).all())
 
 
 def latest_version(recording_id: str) -> Optional[TranscriptVersion]:

@@ -72,7 +72,8 @@ class LocalStack:
                     "RECORDER_S3_SECRET_KEY": creds["s3_secret_key"],
                     "RECORDER_JWT_SECRET": creds["jwt_secret"],
                     "RECORDER_API_PORT": str(self.opt.api_port),
-                    "RECORDER_BOT_API_URL": self.api_url}
+                    "RECORDER_BOT_API_URL": self.api_url,
+                    "RECORDER_WEBHOOK_ALLOW_PRIVATE": "true"}  # one machine: receivers run on loopback
         (self.data_dir / "stack.env").write_text(
             "".join(f"{k}={v}\n" for k, v in self.env.items() if k.startswith("RECORDER_")))
         self._start_child("api", ["api"])

@@ -15,6 +15,10 @@ Ranges: one `bytes=` range (first-last, first-, -suffix) → 206 + Content-Range
 ranges or a malformed header → the whole object (RFC 9110 lets a server ignore Range);
 a range past the end → 416 with `Content-Range: bytes */size`. `If-Range` with another
 ETag also sends the whole object; `If-None-Match` with the current ETag → 304.
+
+Audit (`core.audit`): minting URLs appends `playback.url`; every GET that serves bytes
+(whole, range, playlist, segment — not HEAD, 304 or 416) appends `media.read` before the
+body streams. Presigned S3 URLs (`?direct=1`) bypass this route: only their minting is logged.
 """
 from __future__ import annotations
 
@@ -28,17 +32,20 @@ import jwt
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from core import keys
-from core.auth import ALGORITHM, Principal, mint_token, verify_token
+from core import audit, keys
+from core.auth import ALGORITHM, Principal, mint_token
 from core.db import session_scope
 from core.errors import Forbidden, NotFound, Unauthorized
-from core.http import CurrentPrincipal, bearer_token
+from core.http import CurrentPrincipal, ErrorBody, request_token, token_verifier
 from core.logging import get_logger
 from core.models import Recording
+from core.ratelimit import charge
 from core.storage import ObjectStore
-from review_api.deps import EngineDep, StoreDep, require_reader, visible_recording
+from core.access import Action, recording_for
+from review_api.deps import EngineDep, StoreDep
 
 router = APIRouter(prefix="/v1", tags=["playback"])
 log = get_logger("review_api.playback")
@@ -52,7 +59,8 @@ OUTPUTS = {
     "hls/index.m3u8": ("hls", "application/vnd.apple.mpegurl"),
 }
 _SEGMENT = re.compile(r"^hls/([A-Za-z0-9][A-Za-z0-9_-]{0,120}\.ts)$")
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_RANGE = re.compile(r"^\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*$", re.IGNORECASE)
+RANGE_MAX = 10**18  # past the end of any object: longer numbers in a Range saturate here
 BLOCK = 256 * 1024
 
 
@@ -87,17 +95,23 @@ def parse_range(header: Optional[str], size: int) -> Optional[ByteRange]:
         return None
     first, last = m.group(1), m.group(2)
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0 or size == 0:
             raise Unsatisfiable()
         return ByteRange(max(0, size - n), size - 1)
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if last and end < start:
         return None  # syntactically invalid: ignored
     if start >= size:
         raise Unsatisfiable()
     return ByteRange(start, min(end, size - 1))
+
+
+def _position(digits: str) -> int:
+    """A byte position from a Range header; a 5000-digit one is not parsed (nor an error)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 19 else RANGE_MAX
 
 
 def quoted_etag(etag: str) -> str:
@@ -129,7 +143,7 @@ def mint_playback_token(secret: str, issuer: str, principal: Principal, recordin
     """A token that opens one recording's media (and nothing else) for `ttl_s` seconds."""
     return mint_token(secret, sub=principal.sub, org=principal.org, role=principal.role, ttl_s=ttl_s,
                       scope=SCOPE, issuer=issuer, now=now, recording_id=recording_id,
-                      aud=f"{SCOPE}:{recording_id}")
+                      aud=f"{SCOPE}:{recording_id}", groups=list(principal.groups) or None)
 
 
 def verify_playback_token(secret: str, token: str, recording_id: str, issuer: str) -> Principal:
@@ -142,30 +156,45 @@ def verify_playback_token(secret: str, token: str, recording_id: str, issuer: st
     except jwt.InvalidAudienceError as exc:
         raise Forbidden("this playback token is for another recording", code="wrong_recording") from exc
     except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid token: {exc}", code="invalid_token") from exc
+        raise Unauthorized("invalid token", code="invalid_token") from exc
     if claims.get("scope") != SCOPE or claims.get("recording_id") != recording_id:
         raise Forbidden("this playback token is for another recording", code="wrong_recording")
+    groups = tuple(str(g) for g in (claims.get("groups") or [])[:64] if isinstance(g, str))
     return Principal(sub=claims["sub"], org=claims["org"], role=claims["role"], scope=SCOPE,
-                     recording_id=recording_id, claims=claims)
+                     recording_id=recording_id, groups=groups, claims=claims)
 
 
-def _has_audience(token: str) -> bool:
+def as_reader(principal: Principal) -> Principal:
+    """The caller a playback token was minted for: access is checked again on every request,
+    so a grant withdrawn after the URL was issued closes the media too."""
+    if principal.scope != SCOPE:
+        return principal
+    return Principal(sub=principal.sub, org=principal.org, role=principal.role, groups=principal.groups,
+                     claims=principal.claims)
+
+
+def _is_playback_token(token: str) -> bool:
+    """Says the token it is one (its signature and audience are checked after)."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False, "verify_aud": False})
     except jwt.PyJWTError:
         return False
-    return "aud" in claims
+    return claims.get("scope") == SCOPE
 
 
 def media_principal(request: Request, recording_id: str) -> Principal:
-    """A reader's API token, or a playback token for this recording (header or `?token=`)."""
-    settings = request.app.state.settings
-    token = bearer_token(request)
-    if _has_audience(token):
-        return verify_playback_token(settings.jwt_secret, token, recording_id, settings.jwt_issuer)
-    principal = verify_token(settings.jwt_secret, token, issuer=settings.jwt_issuer)
-    require_reader(principal)
-    return principal
+    """A reader's API token (header only), or a playback token for this recording (header or `?token=`)."""
+    token, in_query = request_token(request, allow_query=True)
+    verifier = token_verifier(request)
+    if _is_playback_token(token):
+        settings = request.app.state.settings
+        principal = verify_playback_token(settings.jwt_secret, token, recording_id, settings.jwt_issuer)
+        verifier.ensure_not_revoked(principal, token)
+        return principal
+    if in_query:
+        raise Unauthorized("API tokens go in the Authorization header; media URLs carry playback tokens",
+                           code="token_in_query")
+    return verifier.verify(token)
 
 
 # ---------------------------------------------------------------- outputs
@@ -222,16 +251,19 @@ def get_playback(recording_id: str, request: Request, principal: CurrentPrincipa
                  store: StoreDep, direct: bool = Query(False, description="presigned S3 URLs instead")
                  ) -> PlaybackPublic:
     """Short-lived URLs that a `<video>` element can load (the token is in the query)."""
-    require_reader(principal)
     with session_scope(engine) as s:
-        rec = visible_recording(s, principal, recording_id)
+        rec = recording_for(s, principal, Action.READ_MEDIA, recording_id)
     media_object(rec, "composite.mp4")  # 404 output_not_ready until the MP4 exists
+    charge(request.app.state, principal, "token")
     settings = request.app.state.settings
     ttl, now = settings.playback_token_ttl_s, time.time()
     token = mint_playback_token(settings.jwt_secret, settings.jwt_issuer, principal, rec.id, ttl, now=now)
     log.info("playback_url_issued", recording_id=rec.id, sub=principal.sub, role=principal.role, direct=direct,
              ttl_s=ttl)
-    return PlaybackPublic(recording_id=rec.id, **_urls(request, rec, token, store, direct, ttl),
+    urls = _urls(request, rec, token, store, direct, ttl)
+    audit.record(engine, org=rec.org, action=audit.PLAYBACK_URL, actor=principal, object_type="recording",
+                 object_id=rec.id, detail={"direct": direct, "ttl_s": ttl, "urls": sorted(urls)})
+    return PlaybackPublic(recording_id=rec.id, **urls,
                           expires_at=int((int(now) + ttl) * 1000), expires_in=ttl,
                           duration_ms=(rec.outputs or {}).get("duration_ms"), direct=direct)
 
@@ -299,9 +331,14 @@ def _serve(request: Request, store: ObjectStore, key: str, ctype: str, name: str
                              media_type=ctype)
 
 
-@router.api_route("/recordings/{recording_id}/media/{name:path}", methods=["GET", "HEAD"],
-                  response_class=Response, responses={206: {"description": "a byte range"},
-                                                      416: {"description": "range not satisfiable"}})
+_MEDIA = "/recordings/{recording_id}/media/{name:path}"
+_MEDIA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    206: {"description": "a byte range"}, 304: {"description": "not modified (If-None-Match)"},
+    416: {"description": "range not satisfiable", "model": ErrorBody}}
+
+
+@router.get(_MEDIA, response_class=Response, responses=_MEDIA_RESPONSES)
+@router.head(_MEDIA, response_class=Response, responses=_MEDIA_RESPONSES)  # its own operation id
 def get_media(recording_id: str, name: str, request: Request, engine: EngineDep, store: StoreDep) -> Any:
     """One output of a recording (MP4, poster, thumbnails, HLS), with HTTP Range support.
 
@@ -309,6 +346,19 @@ def get_media(recording_id: str, name: str, request: Request, engine: EngineDep,
     """
     principal = media_principal(request, recording_id)
     with session_scope(engine) as s:
-        rec = visible_recording(s, principal, recording_id)
+        rec = recording_for(s, as_reader(principal), Action.READ_MEDIA, recording_id)
     key, ctype = media_object(rec, name)
-    return _serve(request, store, key, ctype, name)
+    response = _serve(request, store, key, ctype, name)
+    if request.method == "GET" and response.status_code in (200, 206):
+        _audit_read(engine, principal, rec, name, response)
+    return response
+
+
+def _audit_read(engine: Engine, principal: Principal, rec: Recording, name: str, response: Response) -> None:
+    """One `media.read` per GET that serves bytes (not HEAD, 304 or 416), written in this worker
+    thread before the body starts streaming (a failed write serves nothing)."""
+    headers = response.headers
+    audit.record(engine, org=rec.org, action=audit.MEDIA_READ, actor=principal, object_type="recording",
+                 object_id=rec.id, detail={"name": name, "status": response.status_code,
+                                           "bytes": int(headers.get("content-length") or 0),
+                                           "range": headers.get("content-range"), "token": principal.scope})

@@ -17,6 +17,7 @@ import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket
 
+from core.access import may_end_call
 from core.errors import RecorderError
 from core.logging import bound, get_logger
 from core.models import CallSession
@@ -32,7 +33,6 @@ JOIN_TIMEOUT_S = 10.0
 OUTBOX_MAX = 512
 CLOSE_FLUSH_S = 1.0
 RELEASE_TIMEOUT_S = 10.0
-ENDERS = ("interviewer", "admin", "service")
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ class Connection:
             phase(kind, participant_id=who.participant_id, to=msg.to)
 
     async def _end(self, msg: p.End) -> None:
-        if self.who.role not in ENDERS:
+        if not may_end_call(self.who.role):
             self.error("forbidden", f"role {self.who.role!r} may not end the room")
             return
         await self.sig.service.change(self.who.room_id, "ended", msg.reason or "ended_by_participant",

@@ -16,6 +16,8 @@ import redis.asyncio as aioredis
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from core import access, audit
+from core.access import Action
 from core.auth import Principal, mint_token
 from core.errors import DependencyDown, Forbidden, InvalidState, NotFound, QueueError
 from core.logging import bound, get_logger
@@ -32,13 +34,6 @@ from signaling.schemas import RoomCreate, TokenPublic, TokenRequest
 
 log = get_logger("signaling.rooms")
 CREATING_MS = 10_000  # a creator that dies mid-way blocks its key for at most this long
-ROOM_MANAGERS = ("interviewer", "service")  # plus admin (always allowed)
-READERS = ("interviewer", "service", "assessor", "compliance")
-
-
-def require_api(who: Principal) -> None:
-    if who.scope != "api":
-        raise Forbidden(f"a {who.scope!r} token cannot call the room API", code="wrong_scope")
 
 
 class RoomService:
@@ -52,8 +47,7 @@ class RoomService:
 
     async def create(self, who: Principal, req: RoomCreate) -> tuple[Room, bool]:
         """`(room, created)`: the live room of this slot + candidate, made if needed."""
-        require_api(who)
-        who.require_role(*ROOM_MANAGERS)
+        access.require(who, Action.MANAGE_ROOM)
         await run_in_threadpool(self.limiter.hit, "room_create", who.org, self.cfg.room_create_rate)
         key = room_lease_key(who.org, req.slot_id, req.candidate_id)
         deadline = time.monotonic() + CREATING_MS / 1000 + 5
@@ -97,31 +91,36 @@ class RoomService:
         log.info("room_created", room_id=room.id, org=room.org, slot_id=room.slot_id, record=room.record)
         return room
 
-    async def get_for(self, who: Principal, room_id: str, *roles: str) -> Room:
-        """The room if `who` may see it: an API token of its org, or a join token for it."""
+    async def get_for(self, who: Principal, room_id: str, action: Action = Action.READ_ROOM) -> Room:
+        """The room if `who` may see it: an API token of its org, or a join token for it (read only)."""
         room = await self._db(store.get_room, room_id)
         if room is None:
             raise NotFound(f"no room {room_id}", code="room_not_found")
         if who.scope == "join":
-            if roles:
+            if action is not Action.READ_ROOM:
                 raise Forbidden("a join token cannot manage rooms", code="wrong_scope")
             if who.room_id != room_id:
                 raise Forbidden("this join token is for another room", code="wrong_room")
             return room
-        require_api(who)
-        who.require_role(*(roles or READERS))
-        who.require_org(room.org)
+        access.require(who, action)
+        if room.org != who.org:  # another org's room: the caller may not learn it exists
+            raise NotFound(f"no room {room_id}", code="room_not_found")
         return room
 
     async def mint_join(self, who: Principal, room_id: str, req: TokenRequest, ws_base: str) -> TokenPublic:
         """A join token for one participant; the same answer for `join_token_cache_s`."""
-        room = await self.get_for(who, room_id, *ROOM_MANAGERS)
+        room = await self.get_for(who, room_id, Action.MANAGE_ROOM)
         if req.role == "recorder":
             who.require_role("service")
         if room.state == "ended":
             raise InvalidState("the room has ended", code="room_ended")
         with redis_errors("join token cache"):
-            return await self._cached_token(room, req, ws_base)
+            body = await self._cached_token(room, req, ws_base)
+        await run_in_threadpool(audit.record, self.engine, org=room.org, action=audit.TOKEN_MINT, actor=who,
+                                object_type="room", object_id=room.id,
+                                detail={"scope": "join", "participant_id": req.participant_id, "role": req.role,
+                                        "expires_at": body.expires_at})
+        return body
 
     async def _cached_token(self, room: Room, req: TokenRequest, ws_base: str) -> TokenPublic:
         cache, field = token_cache_key(room.id, req.participant_id), token_field(req.role, req.display_name)
@@ -152,7 +151,7 @@ class RoomService:
                            ws_url=f"{ws_base}/v1/signal?token={token}", ice_servers=servers)
 
     async def end(self, who: Principal, room_id: str, reason: str) -> Room:
-        room = await self.get_for(who, room_id, *ROOM_MANAGERS)
+        room = await self.get_for(who, room_id, Action.MANAGE_ROOM)
         if room.state == "ended":
             return room
         with redis_errors("room end"):

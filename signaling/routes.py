@@ -6,9 +6,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from starlette.concurrency import run_in_threadpool
 
-from core.auth import Principal, verify_token
-from core.errors import Unauthorized
-from core.http import CurrentPrincipal
+from core.auth import Principal
+from core.errors import DependencyDown, Unauthorized
+from core.http import CurrentPrincipal, request_token, token_verifier
 from core.logging import bound, get_logger
 from core.models import Room
 from signaling import protocol as p
@@ -79,22 +79,22 @@ async def signal(ws: WebSocket) -> None:
     sig: Signaling = ws.app.state.signaling
     await ws.accept()
     try:
-        who = _join_principal(sig, ws.query_params.get("token") or "")
-    except Unauthorized as exc:
+        who = await run_in_threadpool(_join_principal, ws)  # the deny-list is a (blocking) Redis read
+    except (Unauthorized, DependencyDown) as exc:
         with bound(phase="rejected"):
             log.info("rejected", code=exc.code)
         await ws.send_text(p.Error(code=exc.code, message=exc.message).dumps())
-        await ws.close(p.CLOSE_UNAUTHORIZED)
+        await ws.close(p.CLOSE_TRY_AGAIN if exc.retryable else p.CLOSE_UNAUTHORIZED)
         return
     identity = Identity(org=who.org, room_id=who.room_id or "", participant_id=who.participant_id or "",
                         role=who.role, display_name=str(who.claims.get("display_name", ""))[:128])
     await Connection(ws, sig, identity).serve()
 
 
-def _join_principal(sig: Signaling, token: str) -> Principal:
-    if not token:
-        raise Unauthorized("missing token", code="missing_token")
-    who = verify_token(sig.cfg.jwt_secret, token, issuer=sig.cfg.jwt_issuer)
+def _join_principal(ws: WebSocket) -> Principal:
+    """The caller of the join token in `?token=` (browsers cannot give a WebSocket a header)."""
+    token, _ = request_token(ws, allow_query=True)
+    who = token_verifier(ws).verify(token)
     if who.scope != "join" or not who.room_id or not who.participant_id:
         raise Unauthorized("a join token is required", code="invalid_token")
     return who

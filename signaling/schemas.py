@@ -5,9 +5,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Id = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-JOIN_ROLES = ("candidate", "interviewer", "assessor", "recorder")
-Term = Annotated[str, Field(min_length=1, max_length=100)]
+from core.access import CALL_ROLES
+from core.limits import CALL_NAME_CHARS, ID_CHARS, ID_PATTERN, REASON_CHARS, TERM_CHARS, TERMS, TITLE_CHARS
+
+Id = Field(min_length=1, max_length=ID_CHARS, pattern=ID_PATTERN)
+JOIN_ROLES = CALL_ROLES
+Term = Annotated[str, Field(min_length=1, max_length=TERM_CHARS)]
 
 
 class RoomCreate(BaseModel):
@@ -17,8 +20,8 @@ class RoomCreate(BaseModel):
     candidate_id: str = Id
     record: bool = True
     layout: Literal["grid", "speaker", "client"] = "grid"
-    vocabulary: list[Term] = Field(default_factory=list, max_length=500)
-    title: str = Field(default="", max_length=256)
+    vocabulary: list[Term] = Field(default_factory=list, max_length=TERMS)
+    title: str = Field(default="", max_length=TITLE_CHARS)
 
 
 class RoomPublic(BaseModel):
@@ -43,7 +46,7 @@ class TokenRequest(BaseModel):
 
     participant_id: str = Id
     role: Literal[JOIN_ROLES] = "candidate"  # type: ignore[valid-type]
-    display_name: str = Field(default="", max_length=128)
+    display_name: str = Field(default="", max_length=CALL_NAME_CHARS)
 
 
 class TokenPublic(BaseModel):
@@ -91,4 +94,4 @@ class RoomDetail(RoomPublic):
 class EndRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(default="ended_by_host", max_length=64, pattern=r"^[a-z_]+$")
+    reason: str = Field(default="ended_by_host", max_length=REASON_CHARS, pattern=r"^[a-z_]+$")

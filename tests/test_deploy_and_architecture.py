@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from core.settings import Settings
+from core.settings import DEV_JWT_SECRET, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,16 +26,28 @@ def test_compose_services_images_and_env_match_settings() -> None:
         assert not unknown, f"{name} sets env vars Settings does not read: {unknown}"
         assert {"RECORDER_DATABASE_URL", "RECORDER_REDIS_URL", "RECORDER_S3_ENDPOINT",
                 "RECORDER_JWT_SECRET"} <= set(env)
+        # Production mode, so Settings refuse the development secret; the secret has no default.
+        assert env["RECORDER_ENV"] == "production"
+        assert env["RECORDER_JWT_SECRET"].startswith("${RECORDER_JWT_SECRET:?"), env["RECORDER_JWT_SECRET"]
+        assert DEV_JWT_SECRET not in env["RECORDER_JWT_SECRET"]
         assert "healthcheck" in svc
     for name in ("postgres", "redis", "minio"):
         assert "healthcheck" in services[name] and ":" in services[name]["image"]
     assert services["api"]["environment"]["RECORDER_DATABASE_URL"].startswith("postgresql+psycopg://")
 
 
-def test_production_settings_from_compose_env_validate(monkeypatch) -> None:
+def test_production_settings_from_compose_env_validate(monkeypatch, tmp_path) -> None:
+    from core.signing import Signer
+
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     env = dict(compose["services"]["api"]["environment"])
     env["RECORDER_JWT_SECRET"] = "a-production-secret-of-some-length"
+    # every signing process gets the one key as a compose secret at the configured path
+    assert env["RECORDER_SIGNING_KEY_PATH"] == "/run/secrets/signing_key" and "signing_key" in compose["secrets"]
+    for name in ("api", "worker"):
+        assert "signing_key" in compose["services"][name]["secrets"], name
+    Signer.load_or_create(tmp_path / "signing.pem")
+    env["RECORDER_SIGNING_KEY_PATH"] = str(tmp_path / "signing.pem")  # what the secret mount provides
     env = {k: v.replace("${POSTGRES_PASSWORD:-recorder}", "pw") for k, v in env.items()}
     for key, value in env.items():
         monkeypatch.setenv(key, value if "${" not in value else "x" * 20)

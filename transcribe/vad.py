@@ -29,6 +29,8 @@ class VadOptions:
     min_speech_ms: int = 150  # shorter regions are dropped (clicks)
     merge_gap_ms: int = 400  # regions closer than this become one (a short breath)
     min_level_db: float = -55.0  # frames quieter than this are never speech
+    above_floor_db: float = 6.0  # …nor frames this close to the buffer's noise floor (a laptop's
+    # hiss passes -55 dBFS and webrtcvad calls some of it speech; the model then invents words)
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,21 @@ def speech_regions(samples: np.ndarray, opts: VadOptions = VadOptions(),
     def is_speech(pcm: bytes) -> bool:
         return vad.is_speech(pcm, sample_rate)
 
-    flags = classify(frames(samples, opts.frame_ms, sample_rate), is_speech, opts.min_level_db)
+    min_level = max(opts.min_level_db, noise_floor_db(samples, opts, sample_rate) + opts.above_floor_db)
+    flags = classify(frames(samples, opts.frame_ms, sample_rate), is_speech, min_level)
     return tidy(regions(flags, opts), opts, end_s=samples.size / sample_rate)
+
+
+def noise_floor_db(samples: np.ndarray, opts: VadOptions = VadOptions(), sample_rate: int = SAMPLE_RATE,
+                   min_s: float = 5.0) -> float:
+    """The buffer's noise floor: 10th percentile of its frame levels above digital silence
+    (−120 when unknown: a buffer shorter than `min_s`, or no frame quieter than −40 dBFS)."""
+    levels = frame_levels_db(samples, sample_rate * opts.frame_ms // 1000)
+    heard = levels[levels > -90]
+    if samples.size < min_s * sample_rate or heard.size == 0:
+        return -120.0
+    floor = float(np.percentile(heard, 10))
+    return floor if floor <= -40 else -120.0
 
 
 def voiced_ratio(samples: np.ndarray, opts: VadOptions = VadOptions(), sample_rate: int = SAMPLE_RATE) -> float:

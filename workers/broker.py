@@ -24,7 +24,8 @@ broker = make_broker(settings.redis_url)
 @lru_cache
 def engine() -> Engine:
     eng = db.make_engine(settings.database_url)
-    db.create_all(eng)
+    if settings.db_auto_migrate:
+        db.migrate(eng)
     return eng
 
 

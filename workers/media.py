@@ -6,8 +6,10 @@
     finalize_recording(rec)         last window(s) → concat by stream copy →
                                     outputs/composite.mp4, outputs/hls/index.m3u8,
                                     outputs/poster.jpg, outputs/thumbs/strip.jpg; "media.final"
-    media_failed(message, info)     dramatiq's on_retry_exhausted callback: the step (and for
-                                    "media.final" the recording) becomes failed, error stored
+
+Failures follow `workers.policy`: bad input fails the step at once, anything else is
+retried, and `step_failed` fails the step (for "media.final", the recording) when the
+retries run out.
 
 Idempotent: every object key is deterministic, each file is written locally first and
 uploaded whole (an S3 PUT replaces an object atomically), and the window manifest
@@ -20,11 +22,10 @@ import json
 import tempfile
 from contextlib import contextmanager, suppress
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, Iterator
 
-import dramatiq
 from redis.exceptions import LockError
 from sqlmodel import select
 
@@ -37,12 +38,14 @@ from compositor.windows import (ChunkRef, InputGroup, fingerprint, ready_windows
                                 window_count, window_inputs)
 from core import keys
 from core.db import session_scope
-from core.errors import InvalidMedia, NotFound, RecorderError
+from core.errors import InvalidMedia, NotFound
 from core.logging import bound, get_logger
 from core.models import Chunk, ProcessingStep, Recording, Track
 from core.queue import enqueue
+from core.steps import DONE, FAILED, MEDIA_FINAL, PENDING, RUNNING, WINDOW_PREFIX, chunk_step, parse, window_step
 from core.timeline import to_timeline
 from workers import broker as res
+from workers.policy import actor, step_guard
 from workers.status import mark_step
 
 log = get_logger("workers.media")
@@ -50,19 +53,13 @@ LOOKBACK_MS = 5000  # VAD warm-up for the active speaker + AAC priming before ea
 OPTIONS_VERSION = 1  # bump when rendering changes, so stored windows are re-rendered
 
 
-def _retry_when(retries: int, exc: BaseException) -> bool:
-    """Retry transient and unexpected failures (`media_max_retries` times, exponential backoff).
+@dataclass(frozen=True)
+class WindowPlan:
+    """What a window is made of: input groups per track; the fingerprint of them all
+    decides whether a stored window is current."""
 
-    When this says no, dramatiq's Retries middleware fails the message and sends it to
-    `media_failed` (`on_retry_exhausted`), which stores the error on the step.
-    """
-    if isinstance(exc, RecorderError) and not exc.retryable:
-        return False
-    return retries < res.settings.media_max_retries
-
-
-_ACTOR = dict(queue_name="media", retry_when=_retry_when, min_backoff=500, max_backoff=60_000,
-              time_limit=30 * 60_000, on_retry_exhausted="media_failed")
+    groups: dict[str, list[InputGroup]]
+    fingerprint: str
 
 
 # ---------------------------------------------------------------- ledger → plan
@@ -75,11 +72,11 @@ def _load(recording_id: str) -> tuple[Recording, list[Track], dict[str, list[Chu
         tracks = list(s.exec(select(Track).where(Track.recording_id == recording_id)).all())
         rows = s.exec(select(Chunk).where(Chunk.recording_id == recording_id, Chunk.status == "stored")).all()
         bad = {st.step for st in s.exec(select(ProcessingStep).where(
-            ProcessingStep.recording_id == recording_id, ProcessingStep.status == "failed")).all()}
+            ProcessingStep.recording_id == recording_id, ProcessingStep.status == FAILED)).all()}
     origin = rec.started_at_ms if rec.started_at_ms is not None else min((c.start_ms for c in rows), default=0)
     chunks: dict[str, list[ChunkRef]] = {}
     for c in rows:
-        if _chunk_step(c.track_id, c.seq) in bad:
+        if chunk_step(c.track_id, c.seq) in bad:
             continue  # invalid media: left out, its span becomes a gap
         start = to_timeline(c.start_ms, origin)
         end = start + c.duration_ms if c.duration_ms else None
@@ -88,15 +85,7 @@ def _load(recording_id: str) -> tuple[Recording, list[Track], dict[str, list[Chu
     return rec, tracks, chunks
 
 
-def _chunk_step(track_id: str, seq: int) -> str:
-    return f"chunk.{track_id}.{seq:06d}"
-
-
-def _window_step(index: int) -> str:
-    return f"window.{index:06d}"
-
-
-def _plan(rec: Recording, chunks: dict[str, list[ChunkRef]], index: int, end_ms: int | None) -> dict[str, Any]:
+def _plan(rec: Recording, chunks: dict[str, list[ChunkRef]], index: int, end_ms: int | None) -> WindowPlan:
     """What window `index` is made of; its fingerprint decides if a stored window is current."""
     w = res.settings.window_ms
     start, stop = max(0, index * w - LOOKBACK_MS), (index + 1) * w
@@ -104,7 +93,7 @@ def _plan(rec: Recording, chunks: dict[str, list[ChunkRef]], index: int, end_ms:
     desc = {t: [[g.header.seq, g.header.sha256, g.contiguous, [[p.seq, p.sha256] for p in g.parts]] for g in gs]
             for t, gs in groups.items()}
     fp = fingerprint({"v": OPTIONS_VERSION, "layout": rec.layout, "window_ms": w, "end": end_ms, "in": desc})
-    return {"groups": groups, "fingerprint": fp}
+    return WindowPlan(groups, fp)
 
 
 def _manifest(rec: Recording, index: int) -> dict[str, Any] | None:
@@ -158,14 +147,14 @@ def _participants(rec: Recording, tracks: list[Track], files: dict[str, Path]) -
 
 # ---------------------------------------------------------------- one window
 
-def _render(rec: Recording, tracks: list[Track], plan: dict[str, Any], index: int,
+def _render(rec: Recording, tracks: list[Track], plan: WindowPlan, index: int,
             end_ms: int | None) -> dict[str, Any]:
     """Composite window `index` and upload it; returns the manifest (uploaded last)."""
     st, w = res.store(), res.settings.window_ms
     with tempfile.TemporaryDirectory(prefix=f"win{index}-") as tmpdir:
         tmp = Path(tmpdir)
         files, gaps = {}, {}
-        for track_id, groups in plan["groups"].items():
+        for track_id, groups in plan.groups.items():
             if not groups:
                 continue
             sources = [_group_source(g, tmp) for g in groups]
@@ -187,17 +176,17 @@ def _render(rec: Recording, tracks: list[Track], plan: dict[str, Any], index: in
         for seg in segments:
             st.put_file(keys.output_key(rec.org, rec.id, f"hls/{seg.uri}"), str(tmp / "hls" / seg.uri), "video/mp2t")
         st.put_bytes(keys.window_key(rec.org, rec.id, index, "jpg"), thumb, "image/jpeg")
-    manifest = {"fingerprint": plan["fingerprint"], "index": index, "frames": result.frames,
+    manifest = {"fingerprint": plan.fingerprint, "index": index, "frames": result.frames,
                 "segments": [asdict(s) for s in segments], "gaps": gaps, "speakers": result.speakers,
                 "labels": result.labels}
     st.put_bytes(keys.window_key(rec.org, rec.id, index, "json"), json.dumps(manifest).encode(), "application/json")
     return manifest
 
 
-def _current_manifest(rec: Recording, index: int, plan: dict[str, Any]) -> dict[str, Any] | None:
+def _current_manifest(rec: Recording, index: int, plan: WindowPlan) -> dict[str, Any] | None:
     """The stored manifest if it was rendered from exactly these inputs."""
     manifest = _manifest(rec, index)
-    if manifest is not None and manifest.get("fingerprint") == plan["fingerprint"] \
+    if manifest is not None and manifest.get("fingerprint") == plan.fingerprint \
             and res.store().exists(keys.window_key(rec.org, rec.id, index)):
         return manifest
     return None
@@ -227,44 +216,21 @@ def _ensure_window(rec: Recording, tracks: list[Track], chunks: dict[str, list[C
     if manifest is not None:
         log.info("window_already_rendered", index=index)
         return manifest
-    step = _window_step(index)
+    step = window_step(index)
     with _window_lock(rec.id, index):
         manifest = _current_manifest(rec, index, plan)  # rendered while we waited for the lock
         if manifest is not None:
             log.info("window_already_rendered", index=index)
             return manifest
-        mark_step(res.engine(), rec.id, step, "running")
-        with bound(recording_id=rec.id, phase=step):
-            try:
-                manifest = _render(rec, tracks, plan, index, end_ms)
-            except Exception as exc:  # noqa: BLE001 (recorded on the step, then re-raised)
-                _failing(rec.id, step, exc)
+        with bound(recording_id=rec.id, phase=step), step_guard(rec.id, step):
+            manifest = _render(rec, tracks, plan, index, end_ms)
             log.info("window_rendered", frames=manifest["frames"])
-        mark_step(res.engine(), rec.id, step, "done")
     return manifest
-
-
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, RecorderError):
-        return f"{exc.code}: {exc.message}"[:1000]
-    return f"{type(exc).__name__}: {exc}"[:1000]
-
-
-def _failing(recording_id: str, step: str, exc: BaseException) -> NoReturn:
-    """Store why a step failed, then re-raise to dramatiq.
-
-    Bad input (a non-retryable RecorderError) fails the step for good. Anything else is
-    retried: the step goes back to "pending" with the error shown, and `media_failed`
-    marks it failed once the retries are exhausted.
-    """
-    final = isinstance(exc, RecorderError) and not exc.retryable
-    mark_step(res.engine(), recording_id, step, "failed" if final else "pending", error=_error_text(exc))
-    raise exc
 
 
 # ---------------------------------------------------------------- actors
 
-@dramatiq.actor(**_ACTOR)
+@actor("media", step=lambda recording_id, track_id, seq: chunk_step(track_id, seq))
 def process_chunk(recording_id: str, track_id: str, seq: int) -> None:
     """Validate one stored chunk, then enqueue every window that became ready."""
     with bound(recording_id=recording_id, phase="process_chunk"):
@@ -273,16 +239,12 @@ def process_chunk(recording_id: str, track_id: str, seq: int) -> None:
         if ref is None:
             log.info("chunk_not_stored", track_id=track_id, seq=seq)
             return
-        step = _chunk_step(track_id, seq)
-        if not ref.continuation:
-            with tempfile.TemporaryDirectory(prefix="chunk-") as tmp:
-                try:
+        with step_guard(recording_id, chunk_step(track_id, seq)):
+            if not ref.continuation:
+                with tempfile.TemporaryDirectory(prefix="chunk-") as tmp:
                     # A timeslice header may hold no media yet (Chromium MP4: ftyp + moov only).
                     probe(_download(ref.key, Path(tmp) / f"chunk.{ref.container}"), what=f"{track_id}/{seq}",
                           require_packets=False)
-                except InvalidMedia as exc:
-                    _failing(recording_id, step, exc)
-        mark_step(res.engine(), recording_id, step, "done")
         if rec.status != "recording":
             return  # finalize owns the remaining windows
         _schedule(rec, chunks, ref)
@@ -293,39 +255,35 @@ def _schedule(rec: Recording, chunks: dict[str, list[ChunkRef]], ref: ChunkRef) 
     ready = set(ready_windows(chunks, w, grace_ms=w))
     with session_scope(res.engine()) as s:
         steps = {st.step: st.status for st in s.exec(select(ProcessingStep).where(
-            ProcessingStep.recording_id == rec.id, ProcessingStep.step.startswith("window."))).all()}
+            ProcessingStep.recording_id == rec.id, ProcessingStep.step.startswith(WINDOW_PREFIX))).all()}
     late = {i for i in range(ref.start_ms // w, (ref.end_ms or ref.start_ms) // w + 1)
-            if steps.get(_window_step(i)) == "done"}  # a late chunk changes finished windows
-    for index in sorted((ready - {int(k[7:]) for k in steps}) | late):
-        mark_step(res.engine(), rec.id, _window_step(index), "pending")
+            if steps.get(window_step(i)) == DONE}  # a late chunk changes finished windows
+    for index in sorted((ready - {parse(k).index for k in steps}) | late):
+        mark_step(res.engine(), rec.id, window_step(index), PENDING)
         enqueue(res.broker, "composite_window", rec.id, index)
 
 
-@dramatiq.actor(**_ACTOR)
+@actor("media", step=lambda recording_id, index: window_step(index))
 def composite_window(recording_id: str, index: int) -> None:
     """Render one window (no-op when the stored window already matches its inputs)."""
-    with bound(recording_id=recording_id, phase=_window_step(index)):
+    with bound(recording_id=recording_id, phase=window_step(index)):
         rec, tracks, chunks = _load(recording_id)
         if rec.status not in ("recording", "processing"):
             return
         _ensure_window(rec, tracks, chunks, index, None)  # records its own failures
 
 
-@dramatiq.actor(**_ACTOR)
+@actor("media", step=lambda recording_id: MEDIA_FINAL)
 def finalize_recording(recording_id: str) -> None:
     """Last window(s), then concat → MP4 + HLS + poster + thumbnails; marks "media.final"."""
-    with bound(recording_id=recording_id, phase="media.final"):
+    with bound(recording_id=recording_id, phase=MEDIA_FINAL):
         rec, tracks, chunks = _load(recording_id)
-        mark_step(res.engine(), recording_id, "media.final", "running")
-        try:
+        with step_guard(recording_id, MEDIA_FINAL):
             outputs = _finalize(rec, tracks, chunks)
-        except Exception as exc:  # noqa: BLE001 (recorded on the step, then re-raised)
-            _failing(recording_id, "media.final", exc)
-        with session_scope(res.engine()) as s:
-            row = s.get(Recording, recording_id)
-            row.outputs = {**(row.outputs or {}), **outputs}
-            s.add(row)
-        mark_step(res.engine(), recording_id, "media.final", "done")
+            with session_scope(res.engine()) as s:
+                row = s.get(Recording, recording_id)
+                row.outputs = {**(row.outputs or {}), **outputs}
+                s.add(row)
 
 
 def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]]) -> dict[str, Any]:
@@ -337,7 +295,7 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
     manifests = []
     for i in range(count):
         manifests.append(_ensure_window(rec, tracks, chunks, i, end if end < (i + 1) * w else None))
-    mark_step(res.engine(), rec.id, "media.final", "running", progress=0.5)  # windows ready; joining
+    mark_step(res.engine(), rec.id, MEDIA_FINAL, RUNNING, progress=0.5)  # windows ready; joining
     with tempfile.TemporaryDirectory(prefix="final-") as tmpdir:
         tmp = Path(tmpdir)
         paths = [tmp / f"{i:06d}.mp4" for i in range(count)]
@@ -360,33 +318,3 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
     return {"composite": out["composite.mp4"], "hls": out["hls/index.m3u8"], "poster": out["poster.jpg"],
             "thumbnails": out["thumbs/strip.jpg"], "duration_ms": end, "windows": count,
             "media_gaps": gaps, "labels": all(m.get("labels", False) for m in manifests)}
-
-
-@dramatiq.actor(queue_name="media", max_retries=5, min_backoff=1000)
-def media_failed(message: dict[str, Any], retry_info: dict[str, Any]) -> None:
-    """`on_retry_exhausted` of the media actors: the step failed for good, with its last error.
-
-    "media.final" failing makes the recording `failed` (`workers.status.mark_step`). A step
-    already failed by bad input keeps its more precise reason.
-    """
-    name, args = message.get("actor_name"), list(message.get("args") or [])
-    step = {"finalize_recording": lambda: "media.final", "composite_window": lambda: _window_step(int(args[1])),
-            "process_chunk": lambda: _chunk_step(str(args[1]), int(args[2]))}.get(name)
-    if step is None or not args:
-        log.warning("retries_exhausted_unknown_step", actor=name)
-        return
-    recording_id, step_name = str(args[0]), step()
-    with session_scope(res.engine()) as s:
-        if s.get(Recording, recording_id) is None:
-            return  # deleted meanwhile (or never existed): nothing to mark
-        row = s.exec(select(ProcessingStep).where(ProcessingStep.recording_id == recording_id,
-                                                  ProcessingStep.step == step_name)).first()
-        previous = (row.status, row.error) if row is not None else (None, None)
-    if previous[0] == "failed":
-        return
-    lines = [ln for ln in str((message.get("options") or {}).get("traceback", "")).splitlines() if ln.strip()]
-    error = previous[1] or (lines[-1].strip() if lines else "unknown error")
-    tries = int(retry_info.get("retries", 0)) + 1
-    with bound(recording_id=recording_id, phase=step_name):
-        log.error("media_step_failed", error=error, attempts=tries)
-    mark_step(res.engine(), recording_id, step_name, "failed", error=f"{error} (gave up after {tries} attempts)"[:1000])

@@ -6,7 +6,7 @@ Used by the transcription actors (`workers.transcription`); resources come from
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -14,12 +14,13 @@ from sqlmodel import delete, func, select, update
 
 from core import keys
 from core.db import session_scope
-from core.errors import RecorderError
+from core.errors import NotFound, RecorderError
 from core.models import (Chunk, OrgVocabulary, Recording, Track, TranscriptSegment, TranscriptTrackState,
                          TranscriptVersion)
 from core.models._types import now_ms
 from transcribe import chunking, model as whisper
 from transcribe.chunking import CarryOptions
+from transcribe.leak import Envelope, LeakOptions
 from transcribe.pipeline import TrackOptions
 from transcribe.types import Segment, Speaker, Word
 from transcribe.vad import VadOptions
@@ -54,7 +55,8 @@ def options_from(params: dict[str, Any]) -> TrackOptions:
                                         batch_size=d.get("batch_size", whisper.DecodeOptions().batch_size))
     carry = CarryOptions(min_batch_s=params.get("batch_s", CarryOptions().min_batch_s))
     return TrackOptions(vad=VadOptions(aggressiveness=params.get("vad_aggressiveness", 2)), decode=decode_opts,
-                        carry=carry)
+                        carry=carry, leak=LeakOptions(enabled=params.get("leak_gate", True)),
+                        split_pause_s=params.get("split_pause_s", TrackOptions().split_pause_s))
 
 
 def new_params(spec: whisper.ModelSpec, rec: Recording, beam_size: int | None = None) -> dict[str, Any]:
@@ -65,6 +67,7 @@ def new_params(spec: whisper.ModelSpec, rec: Recording, beam_size: int | None = 
     return {"model": spec.name, "device": device, "compute_type": compute, "cpu_threads": spec.cpu_threads,
             "replicas": spec.replicas,
             "vad_aggressiveness": res.settings.vad_aggressiveness, "batch_s": res.settings.transcribe_batch_s,
+            "leak_gate": res.settings.transcribe_leak_gate, "split_pause_s": res.settings.transcribe_split_pause_s,
             "decode": decode_opts.as_params()}
 
 
@@ -79,13 +82,16 @@ class Job:
     opts: TrackOptions
     span: tuple[int, int] | None = None
     lookahead: int = 16  # chunks planned per model batch when several are waiting
+    gate_wait_ms: int = 0  # how long a live chunk may wait for the other tracks' audio
 
 
 def make_job(version: TranscriptVersion, rec: Recording) -> Job:
     params = version.params or {}
     model = whisper.load_model(model_spec(params.get("model", "")))
     span = None if version.span_start_ms is None else (version.span_start_ms, version.span_end_ms or 2**62)
-    return Job(version, rec, origin_of(rec), model, options_from(params), span, res.settings.transcribe_lookahead)
+    wait = int(res.settings.transcribe_gate_wait_s * 1000) if version.status == "live" else 0
+    return Job(version, rec, origin_of(rec), model, options_from(params), span, res.settings.transcribe_lookahead,
+               wait)
 
 
 def origin_of(rec: Recording) -> int:
@@ -176,6 +182,66 @@ def save_carry(job: Job, track_id: str, seq: int, carry: chunking.Block | None) 
     key = _carry_key(job, track_id, seq)
     res.store().put_bytes(key, (np.clip(carry.samples, -1, 1) * 32767).astype("<i2").tobytes())
     return key, [list(a) for a in carry.anchors]
+
+
+def _levels_key(job: Job, track_id: str, seq: int) -> str:
+    base = keys.recording_prefix(job.rec.org, job.rec.id)
+    return f"{base}work/transcript/{job.version.id}/levels/{keys.check_id(track_id, 'track')}/{seq:06d}.lv"
+
+
+def save_levels(job: Job, track_id: str, seq: int, env: Envelope) -> None:
+    """A chunk's level envelope (what the other tracks' leak gates need), at a fixed key."""
+    head = np.array([env.start_ms, env.frame_ms], dtype="<f8").tobytes()
+    res.store().put_bytes(_levels_key(job, track_id, seq), head + env.db.astype("<f4").tobytes())
+
+
+def load_levels(job: Job, track_id: str, seq: int) -> Envelope | None:
+    try:
+        data = res.store().get_bytes(_levels_key(job, track_id, seq))
+    except NotFound:
+        return None
+    start_ms, frame_ms = np.frombuffer(data[:16], dtype="<f8")
+    return Envelope(float(start_ms), int(frame_ms), np.frombuffer(data[16:], dtype="<f4").astype(np.float64))
+
+
+@dataclass(frozen=True)
+class Others:
+    """The other tracks' level envelopes over a span; `complete` = nothing more will come."""
+
+    envelopes: list[Envelope]
+    complete: bool
+
+
+def others_levels(job: Job, track_id: str, lo_ms: float, hi_ms: float,
+                  make: Callable[[Chunk], Envelope | None], slack_ms: float = 200.0) -> Others:
+    """Level envelopes of every other speech track's chunks that overlap [lo_ms, hi_ms): the
+    one saved by that track's own step, else `make(chunk)` (None: cannot yet). Complete when
+    every overlapping chunk has one and each track's stored chunks reach `hi_ms`."""
+    origin = job.origin_ms
+    with session_scope(res.engine()) as s:
+        tracks = s.exec(select(Track).where(Track.recording_id == job.rec.id, Track.track_id != track_id,
+                                            Track.kind.in_(("audio", "av")))).all()
+        chunks = s.exec(select(Chunk).where(Chunk.recording_id == job.rec.id, Chunk.track_id != track_id,
+                                            Chunk.status == "stored", Chunk.start_ms < origin + hi_ms,
+                                            Chunk.start_ms > origin + lo_ms - 600_000)
+                        .order_by(Chunk.track_id, Chunk.seq)).all()
+    envelopes, complete = [], True
+    for track in tracks:
+        reach = float("-inf")
+        for chunk in (c for c in chunks if c.track_id == track.track_id):
+            start = chunk.start_ms - origin
+            if chunk.duration_ms and start + chunk.duration_ms <= lo_ms:
+                reach = max(reach, start + chunk.duration_ms)
+                continue
+            env = load_levels(job, chunk.track_id, chunk.seq) or make(chunk)
+            if env is None:
+                complete = False
+                continue
+            reach = max(reach, env.end_ms, start + (chunk.duration_ms or 0) if env.db.size == 0 else env.end_ms)
+            if env.db.size and env.end_ms > lo_ms and env.start_ms < hi_ms:
+                envelopes.append(env)
+        complete = complete and reach >= hi_ms - slack_ms
+    return Others(envelopes, complete)
 
 
 # ---------------------------------------------------------------- segments ↔ rows

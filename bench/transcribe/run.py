@@ -13,9 +13,12 @@ with the same threads and beam transcribes each condition five ways:
     naive mixed      model.transcribe() over the mixed track
 
 and reports × realtime (interview duration / wall time) and WER (normalized English) for
-each, then search latency over N indexed segments (bench/transcribe/search_bench.py).
+each; then a natural-voice microphone interview (bench/transcribe/natural_bench.py: piper
+neural + festival HTS voices, leak, noise floor) through ours, ours without the leak gate,
+the accuracy options and naive faster-whisper with vad_filter off/on; then search latency
+over N indexed segments (bench/transcribe/search_bench.py).
 
-    python -m bench.transcribe [--quick] [--minutes 10.5] [--rows 1000000] [--skip-search]
+    python -m bench.transcribe [--quick] [--minutes 10.5] [--rows 1000000] [--skip-search] [--natural-only]
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from transcribe.types import Speaker
 from transcribe.wer import WerResult, wer
 
 HERE = Path(__file__).parent
+NATURAL_CACHE = Path(tempfile.gettempdir()) / "bench-transcribe-natural"  # synthesized sentences (WAV)
 RATE = 16_000
 INTERVIEWER = Speaker("p-int", "Interviewer", "interviewer", "trk-int")
 CANDIDATE = Speaker("p-cand", "Candidate", "candidate", "trk-cand")
@@ -189,6 +193,16 @@ def condition_rows(model, iv: Interview, tracks: dict[Speaker, np.ndarray], beam
     ]
 
 
+def natural_section(model, beam: int, lookahead: int) -> list[str]:
+    from bench.transcribe.natural_bench import natural_table
+
+    load_before = os.getloadavg()[0]
+    lines = ["### Natural voices, microphone tracks (neural + HTS voice, noise floor, leak)", ""]
+    lines += natural_table(model, beam, lookahead, NATURAL_CACHE)
+    return lines + ["", f"Machine load average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
+                        f"on {os.cpu_count()} cores."]
+
+
 def transcription_table(minutes: float, threads: int, replicas: int, beam: int, lookahead: int) -> list[str]:
     load_before = os.getloadavg()[0]
     model = load_model(ModelSpec(cpu_threads=threads, replicas=replicas))
@@ -207,6 +221,7 @@ def transcription_table(minutes: float, threads: int, replicas: int, beam: int, 
     lines += condition_rows(model, iv, room_tracks(iv), beam, lookahead)
     lines += ["", "### Clean tracks (digital silence between turns, no leak)", ""]
     lines += condition_rows(model, iv, iv.tracks, beam, lookahead)
+    lines += [""] + natural_section(model, beam, lookahead)
     lines += ["", f"Machine load average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} cores (other work on the machine slows every row alike)."]
     return lines
@@ -240,6 +255,14 @@ NOTES = """
   more than one: batching is most of the gain over the naive run.
 - Vocabulary hints go into the decoder prompt only ("Glossary: …"); also passing them as
   `hotwords` doubled the prompt and was slower and no more accurate (9.7% vs 10.3%).
+- *Natural voices*: the espeak interview is easy to time but sounds like no one; piper's
+  neural voice and festival's HTS voice are much closer to people. Their rows also show
+  the leak gate (the other tracks' levels, cut into chunks at other times than this
+  track's, decide which frames only carry someone else: those never reach the VAD or the
+  model) and timing against the placed sentences: first-word error per sentence, words
+  longer than 2 s, segments with words on both sides of another speaker's turn.
+- The accuracy options (`DecodeOptions.previous_text`, `second_pass`) are off by default:
+  on these rows they did not pay for their time (see the table).
 """
 
 
@@ -254,10 +277,15 @@ def main() -> None:
     ap.add_argument("--lookahead", type=int, default=16, help="chunks per model batch (RECORDER_TRANSCRIBE_LOOKAHEAD)")
     ap.add_argument("--skip-search", action="store_true")
     ap.add_argument("--skip-transcribe", action="store_true")
+    ap.add_argument("--natural-only", action="store_true", help="only the natural-voice microphone rows (printed)")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = ap.parse_args()
     minutes = args.minutes or (2.0 if args.quick else 10.5)
     rows = args.rows or (100_000 if args.quick else 1_000_000)
+    if args.natural_only:
+        model = load_model(ModelSpec(cpu_threads=args.threads, replicas=args.replicas))
+        print("\n".join(natural_section(model, args.beam, args.lookahead)))
+        return
     command = "python -m bench.transcribe" + (" --quick" if args.quick else "")
     out = ["# bench/transcribe", "", f"`{command}`", "", "## Transcription", ""]
     if not args.skip_transcribe:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.models._types import json_field, ms_field, new_id, now_ms
@@ -14,7 +14,8 @@ LAYOUTS = ("grid", "speaker", "client")
 
 
 class Recording(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("org", "client_key", name="uq_recording_client_key"),)
+    __table_args__ = (UniqueConstraint("org", "client_key", name="uq_recording_client_key"),
+                      Index("ix_recording_created_by", "org", "created_by"))
 
     id: str = Field(default_factory=lambda: new_id("rec"), primary_key=True, max_length=64)
     org: str = Field(index=True, max_length=128)
@@ -36,7 +37,8 @@ class Recording(SQLModel, table=True):
 
 
 class Track(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("recording_id", "track_id", name="uq_track"),)
+    __table_args__ = (UniqueConstraint("recording_id", "track_id", name="uq_track"),
+                      Index("ix_track_participant", "participant_id"))
 
     id: Optional[int] = Field(default=None, primary_key=True)
     recording_id: str = Field(foreign_key="recording.id", index=True, max_length=64)

@@ -31,6 +31,14 @@ def check_retranscribable(recording_status: str) -> None:
                            code="not_processed")
 
 
+def check_audio_kept(stored_chunks: int) -> None:
+    """A new version needs the raw chunks: once retention deleted them there is nothing to hear
+    (and an empty version must never replace the current one)."""
+    if stored_chunks == 0:
+        raise InvalidState("the recording's raw media was deleted (retention policy); nothing to re-transcribe",
+                           code="raw_media_deleted")
+
+
 class TranscriptVersion(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("recording_id", "version", name="uq_transcript_version"),)
 

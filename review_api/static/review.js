@@ -2,7 +2,8 @@
  *
  * Data: GET /v1/recordings/{id} (status, steps, outputs, tracks), GET …/playback (signed
  * media URLs: <video> cannot send headers), GET …/transcript?format=json|vtt.
- * `#t=123.4` (or #t=2:03.4) seeks there on load and whenever the fragment changes.
+ * `#t=123.4` (or #t=2:03.4) seeks there on load and whenever the fragment changes;
+ * `&hl=81400-81900,82000-82600` (a search hit's matched words, ms) marks those words.
  */
 "use strict";
 
@@ -16,6 +17,23 @@ const ReviewPage = (() => {
     const parts = m[1].split(":").map(Number);
     if (parts.length > 3 || parts.some((p) => !Number.isFinite(p))) return null;
     return parts.reduce((acc, p) => acc * 60 + p, 0);
+  }
+
+  /** "#t=81.4&hl=81400-81900,82000-82600" → [[81400, 81900], [82000, 82600]] (matched words). */
+  function parseHashMarks(hash) {
+    const m = /(?:^#|&)hl=([0-9,-]+)(?:&|$)/.exec(hash || "");
+    if (!m) return [];
+    return m[1].split(",").map((r) => r.split("-").map(Number))
+      .filter((r) => r.length === 2 && r.every(Number.isFinite) && r[0] <= r[1]).slice(0, 50);
+  }
+
+  /** Which of a segment's words fall in the marked ranges (word index → true). */
+  function markedWords(words, marks) {
+    const out = new Set();
+    (words || []).forEach((w, i) => {
+      if (marks.some(([a, b]) => w.start_ms < b && w.end_ms > a || w.start_ms === a)) out.add(i);
+    });
+    return out;
   }
 
   /** Indexes of the segments being spoken at `ms` (sorted by start); else the one just said. */
@@ -54,7 +72,42 @@ const ReviewPage = (() => {
     return {fraction, lines};
   }
 
-  return {parseHashTime, activeAt, progressSummary};
+  /** Per-second quality rows (GET …/quality) → runs of one state: [{state, start, end, rows}]
+   *  (seconds, end exclusive); seconds without a row break a run. */
+  function qualityRuns(rows) {
+    const runs = [];
+    for (const r of rows || []) {
+      const last = runs[runs.length - 1];
+      if (last && last.state === r.state && last.end === r.t) {
+        last.end = r.t + 1;
+        last.rows.push(r);
+      } else {
+        runs.push({state: r.state, start: r.t, end: r.t + 1, rows: [r]});
+      }
+    }
+    return runs;
+  }
+
+  /** The words a run's tooltip shows: what went wrong and the worst numbers in it. */
+  function qualityLabel(run, who, clock) {
+    const most = (key) => Math.max(...run.rows.map((r) => (r[key] === null || r[key] === undefined ? -1 : r[key])));
+    const bits = [`${who}: ${clock(run.start)}–${clock(run.end)}`];
+    const missing = run.rows.find((r) => r.missing);
+    if (missing) bits.push(`media missing (${missing.missing.replace(/_/g, " ")})`);
+    const frozen = run.rows.filter((r) => r.frozen).length;
+    if (frozen) bits.push(`frozen ${frozen} s`);
+    const loss = most("loss_pct"), rtt = most("rtt_ms"), jitter = most("jitter_ms");
+    if (loss >= 0) bits.push(`loss up to ${loss.toFixed(1)} %`);
+    if (rtt >= 0) bits.push(`RTT up to ${Math.round(rtt)} ms`);
+    if (jitter >= 0) bits.push(`jitter up to ${Math.round(jitter)} ms`);
+    const last = run.rows[run.rows.length - 1];
+    if (typeof last.bitrate_kbps === "number") bits.push(`${Math.round(last.bitrate_kbps)} kbps`);
+    if (last.fps) bits.push(`${Math.round(last.fps)} fps`);
+    if (last.width && last.height) bits.push(`${last.width}×${last.height}`);
+    return bits.join(" · ");
+  }
+
+  return {parseHashTime, parseHashMarks, markedWords, activeAt, progressSummary, qualityRuns, qualityLabel};
 })();
 
 /* ---------------------------------------------------------------- the page */
@@ -66,8 +119,9 @@ const ReviewPage = (() => {
   const video = $("video"), list = $("transcript");
   const state = {
     rec: null, segments: [], lines: [], active: [], playback: null, playerLoaded: false,
-    transcriptLoaded: false, captions: false, pendingSeek: null, resumePlay: false,
-    userScrolledAt: 0, polls: 0, pollTimer: null, recoveries: 0,
+    transcriptLoaded: false, captions: false, pendingSeek: null, resumePlay: false, data: null,
+    marks: ReviewPage.parseHashMarks(location.hash),
+    userScrolledAt: 0, polls: 0, pollTimer: null, recoveries: 0, quality: null,
   };
 
   function showMessage(text) {
@@ -87,7 +141,7 @@ const ReviewPage = (() => {
     if (err.status === 401) return requireToken(`The token was refused: ${err.message}. Paste another one.`);
     $("review").hidden = true;
     if (err.status === 403) return showMessage(`You may not open this ${what}: ${err.message}`);
-    if (err.status === 404) return showMessage(`There is no ${what} ${recordingId} (or it was deleted).`);
+    if (err.status === 404) return showMessage(`There is no ${what} ${recordingId} that you may open (it may have been deleted, or not shared with you).`);
     return showMessage(`Could not load the ${what}: ${err.message}`);
   }
 
@@ -166,6 +220,67 @@ const ReviewPage = (() => {
     $("gap-marks").replaceChildren(...marks);
   }
 
+  /* ------------------------------------------------ quality strip (GET …/quality) */
+
+  async function loadQuality() {
+    try {
+      state.quality = await json(`${base}/quality`);
+    } catch (_) {
+      return; // the strip is extra: the page works without it
+    }
+    renderStrip();
+  }
+
+  function stripDuration() {
+    const q = state.quality;
+    return (state.playback && state.playback.duration_ms) || (q && q.duration_ms) || 0;
+  }
+
+  function renderStrip() {
+    const q = state.quality, duration = stripDuration() / 1000;
+    const lanes = (q && q.participants || []).filter((p) => p.seconds.length);
+    $("quality-strip").hidden = !lanes.length || !duration;
+    if ($("quality-strip").hidden) return;
+    const pct = (s) => `${Math.min(100, (100 * s) / duration)}%`;
+    $("qs-lanes").replaceChildren(...lanes.map((p) => {
+      const who = p.display_name || p.participant_id;
+      const runs = ReviewPage.qualityRuns(p.seconds);
+      const bar = el("div", {class: "qs-bar", title: `${who}: click to seek`,
+        onclick: (ev) => { if (ev.target === bar) seekFromBar(ev, bar, duration); },
+        onmousemove: (ev) => { if (ev.target === bar) bar.title = secondTitle(p, who, ev, bar, duration); }},
+      runs.map((run) => {
+        const style = {left: pct(run.start), width: pct(Math.max(run.end - run.start, duration / 300))};
+        if (run.state === "ok") return el("div", {class: "qs-run ok", style});
+        const label = ReviewPage.qualityLabel(run, who, (t) => R.clock(t));
+        return el("button", {type: "button", class: `qs-run ${run.state}`, style, title: label, "aria-label": label,
+          "data-start": run.start, onclick: () => { seek(run.start, false); setHash(run.start); }});
+      }));
+      return el("div", {class: "qs-lane"}, el("span", {class: "qs-name", text: who, title: who}), bar);
+    }));
+    const s = q.summary || {}, worst = s.worst_second;
+    const bits = [`frozen ${s.frozen_seconds || 0} s`, `missing ${s.missing_seconds || 0} s`];
+    if (worst) {
+      const who = (lanes.find((p) => p.participant_id === worst.participant_id) || {}).display_name;
+      bits.push(`worst at ${R.clock(worst.t)} (${who || worst.participant_id})`);
+    }
+    $("qs-summary").textContent = bits.join(" · ");
+  }
+
+  function seekFromBar(ev, bar, duration) {
+    const box = bar.getBoundingClientRect();
+    const t = Math.max(0, Math.min(duration, ((ev.clientX - box.left) / box.width) * duration));
+    seek(t, false);
+    setHash(t);
+  }
+
+  function secondTitle(p, who, ev, bar, duration) {
+    const box = bar.getBoundingClientRect();
+    const t = Math.floor(((ev.clientX - box.left) / box.width) * duration);
+    const row = p.seconds.find((r) => r.t === t);
+    return row ? ReviewPage.qualityLabel({start: t, end: t + 1, rows: [row]}, who, (x) => R.clock(x))
+      : `${who}: ${R.clock(t)} · no quality data`;
+  }
+
   /* ------------------------------------------------ player */
 
   async function loadPlayer(resume) {
@@ -177,6 +292,7 @@ const ReviewPage = (() => {
       return onApiError(err, "recording");
     }
     state.playback = pb;
+    if (state.quality) renderStrip(); // the strip takes the video's length once it is known
     state.playerLoaded = true;
     $("player-empty").hidden = true;
     state.pendingSeek = resume ? resume.time : ReviewPage.parseHashTime(location.hash);
@@ -240,6 +356,11 @@ const ReviewPage = (() => {
     await loadPlayer(resume);
   });
   window.addEventListener("hashchange", () => {
+    const marks = ReviewPage.parseHashMarks(location.hash);
+    if (JSON.stringify(marks) !== JSON.stringify(state.marks)) {
+      state.marks = marks;
+      if (state.data) renderTranscript(state.data);
+    }
     const t = ReviewPage.parseHashTime(location.hash);
     if (t !== null) seek(t, false);
   });
@@ -303,6 +424,7 @@ const ReviewPage = (() => {
   }
 
   function renderTranscript(data) {
+    state.data = data;
     const all = (data.segments || []).slice().sort((a, b) => a.start_ms - b.start_ms);
     state.segments = all.filter((s) => !s.suppressed && (s.text || "").trim());
     const speakers = new Map();
@@ -333,7 +455,19 @@ const ReviewPage = (() => {
       el("span", {class: "time", text: R.clock(seg.start_ms / 1000)}),
       el("span", {class: "speaker", text: sp.name}),
       sp.role ? el("span", {class: "role", text: sp.role}) : null),
-    el("p", {class: "text", text: seg.text.trim()}));
+    lineText(seg));
+  }
+
+  /** The line's text; with search marks (`&hl=`) on its words, those words in <mark>. */
+  function lineText(seg) {
+    const marked = ReviewPage.markedWords(seg.words, state.marks);
+    if (!marked.size) return el("p", {class: "text", text: seg.text.trim()});
+    const parts = [];
+    seg.words.forEach((w, i) => {
+      if (i) parts.push(document.createTextNode(" "));
+      parts.push(marked.has(i) ? el("mark", {class: "hit", text: w.word}) : document.createTextNode(w.word));
+    });
+    return el("p", {class: "text"}, parts);
   }
 
   function highlight(seconds, force) {
@@ -361,6 +495,7 @@ const ReviewPage = (() => {
     renderHeader(rec);
     renderProgress(rec);
     renderQuality(rec);
+    if (!state.quality || ["recording", "processing"].includes(rec.status)) await loadQuality();
     const outputs = rec.outputs || {};
     if (!state.playerLoaded && outputs.composite) await loadPlayer();
     if (!state.transcriptLoaded && (outputs.transcript || ["ready", "failed"].includes(rec.status))) {

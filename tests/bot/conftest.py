@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import structlog
 
 from core.settings import Settings
 from recorder.services import ManagedProcess
@@ -135,6 +136,7 @@ class Participant:
             if msg.type != "signal":
                 self.messages.append(msg)
                 continue
+            msg = self.incoming(msg)
             if msg.description is not None and msg.description.get("type") == "offer":
                 old = self.peers.pop(msg.from_, None)
                 if old is not None:
@@ -143,6 +145,10 @@ class Participant:
             peer = self.peers.get(msg.from_)
             if peer is not None:
                 await peer.handle(msg)
+
+    def incoming(self, msg: p.Signal) -> p.Signal:
+        """A relayed signal as this participant's peer gets it (a hook for tests' network tricks)."""
+        return msg
 
     async def wait_peer(self, remote: str, timeout: float = 30.0) -> RtcPeer:
         async with asyncio.timeout(timeout):
@@ -226,6 +232,28 @@ class Api:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+@contextlib.contextmanager
+def captured_events() -> Iterator[list[dict[str, Any]]]:
+    """This process's structlog events (with their bound context and arrival time `t`)."""
+    events: list[dict[str, Any]] = []
+    previous = structlog.get_config()
+
+    def keep(_: Any, __: str, event: dict[str, Any]) -> Any:
+        events.append({**event, "t": time.time()})
+        raise structlog.DropEvent
+
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, keep])
+    try:
+        yield events
+    finally:
+        structlog.configure(**previous)
+
+
+def first_event(events: list[dict[str, Any]], event: str, **fields: Any) -> dict[str, Any] | None:
+    return next((e for e in list(events) if e.get("event") == event
+                 and all(e.get(k) == v for k, v in fields.items())), None)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """`recorder bot` as a real process: killed mid-recording it loses at most the open segment,
-and the next bot process continues the same recording (same tracks, next seqs) and finalizes."""
+and the next bot process continues the same recording (same tracks, next seqs), reports the
+hole as a `bot_restart` gap and finalizes."""
 from __future__ import annotations
 
 import asyncio
@@ -70,8 +71,8 @@ def test_killed_bot_loses_at_most_the_open_segment_and_a_new_one_continues(bot_p
         covered_until = max(c["start_epoch_ms"] + c["duration_ms"] for c in old)
         # only the segment open at the kill is missing: everything older is in the ledger
         assert killed_ms - covered_until <= SEGMENT_S * 1000 + SLACK_MS, (t["track_id"], killed_ms - covered_until)
-        holes = [g for g in t["gaps"] if g.get("cause") == "timeline_hole"]
-        assert len(holes) <= 1, t["gaps"]
+        holes = [g for g in t["gaps"] if g["detected"] == "timeline_hole"]
+        assert len(holes) == 1 and holes[0]["cause"] == "bot_restart", t["gaps"]  # the new bot said why
     assert _logged(second.log_path, "bot_finalized"), second.log_path.read_text()[-3000:]
     before_tracks = {t["track_id"]: len(t["chunks"]) for t in before["tracks"]}
     assert all(n >= 2 for n in before_tracks.values()), before_tracks

@@ -149,7 +149,8 @@ def test_composite_of_two_chromium_tracks(stopstart_webm, stopstart_mp4, tmp_pat
     assert (info.container, info.stream("video").codec, info.stream("audio").codec) == ("mp4", "h264", "aac")
     with av.open(str(final)) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (640, 360)
-        assert c.streams.video[0].frames == round(end * 30 / 1000)
+        # one frame slot per 1/30 s of the timeline; a partial last slot is rendered or not
+        assert abs(c.streams.video[0].frames - end * 30 / 1000) < 1, (c.streams.video[0].frames, end)
     assert abs(info.stream("video").end_ms - end) <= 34 and abs(info.stream("audio").end_ms - end) <= 25
     _assert_monotonic(final)
     found = beep_onsets_ms(final, min_gap_ms=150)

@@ -9,7 +9,7 @@ import pytest
 
 from core.storage import ObjectStore
 from tests.conftest import auth
-from tests.media import av_clip, split_chunks
+from tests.media import av_clip, chromium_chunks, split_chunks
 
 T0 = 1_795_000_000_000  # a fixed wall-clock start (epoch ms)
 
@@ -28,6 +28,33 @@ def mp4_chunks(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, in
     d = tmp_path_factory.mktemp("mp4")
     src = av_clip(d / "src.mp4", 3, "mp4", size=(160, 90))
     return [(p.read_bytes(), off, dur) for p, off, dur in split_chunks(src, d / "chunks", chunk_s=1)]
+
+
+@pytest.fixture(scope="session")
+def live_webm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """6 s of VP8+Opus as a live muxer writes it (unknown-size Segment, no Cues): a timeslice
+    recorder's bytes, to be cut into a header blob and continuations at any offsets."""
+    import subprocess
+
+    d = tmp_path_factory.mktemp("live")
+    src = av_clip(d / "src.webm", 6, "webm", size=(160, 90))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-c", "copy", "-live", "1", "-f", "webm",
+                    str(d / "live.webm")], check=True, timeout=60)
+    return (d / "live.webm").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def fragmented_mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """4 s of H.264+AAC fragmented MP4 (ftyp + empty moov, then one moof + mdat per second)."""
+    return av_clip(tmp_path_factory.mktemp("fmp4") / "src.mp4", 4, "mp4", size=(160, 90)).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def timeslice_webm(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """A real Chromium `start(1000)` recording, 4 s of VP8+Opus: blob 0 the header, then
+    continuations (the arguments of test_chromium_chunks: one cached recording serves both)."""
+    return chromium_chunks(tmp_path_factory.mktemp("timeslice"), mode="timeslice", seconds=4.0, chunk_ms=1000,
+                           mime="video/webm;codecs=vp8,opus")
 
 
 def sha(data: bytes) -> str:

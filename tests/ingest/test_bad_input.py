@@ -110,13 +110,14 @@ def test_auth_failures_are_401_and_403(client, setup, store, webm_chunks, token_
     _code(client.put(url, content=data, headers=chunk_headers(data, T0)), 401, "missing_token")
     _code(put(client, token_for(role="service", ttl_s=-10), rec, "cam-a", 1, data, T0), 401, "token_expired")
     _code(put(client, "not.a.jwt", rec, "cam-a", 1, data, T0), 401, "invalid_token")
-    _code(put(client, token_for(role="service", org="globex"), rec, "cam-a", 1, data, T0), 403, "other_org")
+    # another org's recording: the caller may not learn it exists
+    _code(put(client, token_for(role="service", org="globex"), rec, "cam-a", 1, data, T0), 404, "unknown_recording")
     _code(put(client, token_for(role="assessor"), rec, "cam-a", 1, data, T0), 403, "wrong_role")
     other = token_for(role="candidate", scope="upload", recording_id="rec_other", participant_id="p-cam-a")
     _code(put(client, other, rec, "cam-a", 1, data, T0), 403, "wrong_recording")
     wrong_p = token_for(role="candidate", scope="upload", recording_id=rec, participant_id="p-intruder")
     _code(put(client, wrong_p, rec, "cam-a", 1, data, T0), 403, "wrong_participant")
-    _code(client.get(f"/v1/recordings/{rec}/ledger", headers=auth(token_for(org="globex"))), 403)
+    _code(client.get(f"/v1/recordings/{rec}/ledger", headers=auth(token_for(org="globex"))), 404)
     join = token_for(role="interviewer", scope="join", room_id="room_x", participant_id="p-cam-a")
     _code(client.get(f"/v1/recordings/{rec}/ledger", headers=auth(join)), 403, "wrong_scope")
     _code(put(client, token_for(role="recorder", scope="join"), rec, "cam-a", 1, data, T0), 403, "wrong_scope")
@@ -156,3 +157,19 @@ def test_oversize_is_413_and_rate_limit_is_429(settings, token_for, store, webm_
         limited = put(c, tok, rec, "cam-a", 0, junk, T0)
         _code(limited, 429, "rate_limited")
         assert 1 <= int(limited.headers["retry-after"]) <= 60
+
+
+def test_quarantine_keeps_bytes_only_within_the_recording_budget(client, setup, store, webm_chunks) -> None:
+    """Garbage cannot fill the bucket: past the per-recording budget only the ledger row is kept."""
+    tok, rec, before = setup
+    good = webm_chunks[1][0]
+    bad = [good[: len(good) // 2], good[: len(good) // 3]]
+    client.app.state.ingest.limits.quarantine_budget_bytes = len(bad[0]) + 10  # room for the first one only
+    for i, data in enumerate(bad, start=1):
+        _code(put(client, tok, rec, "cam-a", i, data, T0 + 1000 * i), 422, "truncated_media")
+    kept = {k: v for k, v in snapshot(store).items() if "/quarantine/" in k}
+    assert [v[1] for v in kept.values()] == [sha(bad[0])]
+    track = client.get(f"/v1/recordings/{rec}/ledger", headers=auth(tok)).json()["tracks"][0]
+    assert [r["seq"] for r in track["rejected"]] == [1, 2]  # both rejections are still on record
+    assert track["rejected"][1]["quarantine_key"] == "" and "budget" in track["rejected"][1]["reason"]
+    _intact(store, before, allow_quarantine=True)

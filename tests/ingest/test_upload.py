@@ -110,3 +110,46 @@ def test_finalize_is_idempotent_and_closes_uploads(client, token_for, webm_chunk
     # the second finalize re-sends the final messages while no worker has picked them up
     assert names == ["finalize_recording", "finalize_recording", "process_chunk"]
     assert [m["args"] for m in media if m["actor_name"] == "process_chunk"] == [[rec, "cam-a", 0]]
+
+
+def test_upload_token_identity_comes_from_the_token_not_the_headers(client, token_for, webm_chunks, store) -> None:
+    """A candidate's upload token cannot make a track that claims to be the interviewer."""
+    iv = token_for(role="interviewer", sub="iv-1")
+    rec = create_recording(client, iv, tracks=[])
+    tok = client.post(f"/v1/recordings/{rec}/upload-token",
+                      json={"participant_id": "cand-1", "display_name": "Sam Candidate"}, headers=auth(iv)).json()["token"]
+    data = webm_chunks[0][0]
+    forged = {"X-Track-Kind": "av", "X-Track-Role": "interviewer", "X-Display-Name": "Jane (Interviewer)",
+              "X-Participant-Id": "iv-1"}
+    assert put(client, tok, rec, "jane-av", 0, data, T0, **forged).status_code == 201
+    tracks = client.get(f"/v1/recordings/{rec}", headers=auth(iv)).json()["tracks"]
+    assert tracks == [{"track_id": "jane-av", "participant_id": "cand-1", "display_name": "Sam Candidate",
+                       "role": "candidate", "kind": "av"}]
+    # nor can it write into the interviewer's declared track
+    client.post("/v1/recordings", json={"client_key": "k1", "tracks": [
+        {"track_id": "iv-av", "participant_id": "iv-1", "role": "interviewer"}]}, headers=auth(iv))
+    denied = put(client, tok, rec, "iv-av", 0, data, T0)
+    assert denied.status_code == 403 and denied.json()["code"] == "wrong_participant"
+
+
+def test_upload_token_uploads_only(client, token_for, webm_chunks, store) -> None:
+    """It cannot finalize, read the recording or its ledger, and stops once the recording is final."""
+    iv = token_for(role="interviewer", sub="iv-1")
+    rec = create_recording(client, iv, tracks=[])
+    tok = client.post(f"/v1/recordings/{rec}/upload-token", json={"participant_id": "cand-1"},
+                      headers=auth(iv)).json()["token"]
+    data = webm_chunks[0][0]
+    assert put(client, tok, rec, "cand-av", 0, data, T0, **{"X-Track-Kind": "av"}).status_code == 201
+    for method, path in (("POST", "finalize"), ("GET", ""), ("GET", "ledger"), ("GET", "transcript"),
+                         ("POST", "upload-token")):
+        resp = client.request(method, f"/v1/recordings/{rec}/{path}".rstrip("/"), headers=auth(tok),
+                              json={"participant_id": "x"} if path == "upload-token" else None)
+        assert resp.status_code == 403, (path, resp.text)
+        assert resp.json()["code"] == "wrong_scope"
+    status = client.get(f"/v1/recordings/{rec}", headers=auth(iv)).json()["status"]
+    assert status == "recording"  # the failed finalize changed nothing
+    assert client.post(f"/v1/recordings/{rec}/finalize", headers=auth(iv)).status_code == 202
+    late = put(client, tok, rec, "cand-av", 1, webm_chunks[1][0], T0 + 1000)
+    assert late.status_code == 403 and late.json()["code"] == "recording_closed"
+    ledger = client.get(f"/v1/recordings/{rec}/ledger", headers=auth(iv)).json()
+    assert [c["seq"] for t in ledger["tracks"] for c in t["chunks"]] == [0]

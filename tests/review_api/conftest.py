@@ -9,9 +9,12 @@ from fastapi.testclient import TestClient
 from core import search
 from core.auth import mint_token
 from core.db import session_scope
-from core.models import Recording
+from core.models import Recording, RecordingGrant
 from core.settings import Settings
 from recorder.app import create_app
+
+
+PANEL = "panel"  # the group every test recording is granted to
 
 
 @pytest.fixture
@@ -24,6 +27,8 @@ def api(any_db_settings: Settings) -> Iterator[TestClient]:
 @pytest.fixture
 def bearer(any_db_settings: Settings) -> Callable[..., dict[str, str]]:
     def _headers(role: str = "assessor", org: str = "acme", **extra) -> dict[str, str]:
+        """An assessor of the "panel" group, which `add_recording` grants every recording to."""
+        extra.setdefault("groups", [PANEL])
         token = mint_token(any_db_settings.jwt_secret, sub="t", org=org, role=role, ttl_s=600,
                            issuer=any_db_settings.jwt_issuer, **extra)
         return {"Authorization": f"Bearer {token}"}
@@ -32,11 +37,14 @@ def bearer(any_db_settings: Settings) -> Callable[..., dict[str, str]]:
 
 
 def add_recording(engine, rec_id: str, org: str = "acme", started_at: int = 1_700_000_000_000,
-                  status: str = "ready", title: str = "") -> Recording:
+                  status: str = "ready", title: str = "", grant_to: str | None = PANEL) -> Recording:
     rec = Recording(id=rec_id, org=org, client_key=rec_id, status=status, title=title or rec_id,
                     started_at_ms=started_at)
     with session_scope(engine) as s:
         s.add(rec)
+        s.flush()
+        if grant_to:
+            s.add(RecordingGrant(recording_id=rec_id, org=org, kind="group", subject=grant_to))
     return rec
 
 

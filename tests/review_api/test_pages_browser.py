@@ -137,7 +137,7 @@ def test_pages_and_assets_over_http(client) -> None:
     r = client.get("/search")
     assert r.status_code == 200 and 'id="search-form"' in r.text
     r = client.get("/review", params={"q": "x"}, follow_redirects=False)
-    assert r.status_code == 307 and r.headers["location"] == "/search?q=x"
+    assert r.status_code == 307 and r.headers["location"] == "/recordings?q=x"
     for name, ctype in (("review.js", "text/javascript"), ("common.js", "text/javascript"),
                         ("search.js", "text/javascript"), ("review.css", "text/css")):
         r = client.get(f"/static/review/{name}")
@@ -169,7 +169,7 @@ def test_page_helpers_in_the_browser(live_api, page) -> None:
 @pytest.mark.browser
 def test_deep_link_seeks_and_transcript_follows(site, page, token_for) -> None:
     server, _ = site
-    token = token_for(role="interviewer", org=ORG, sub="ines")
+    token = token_for(role="interviewer", org=ORG, sub="ines", groups=["panel"])  # granted through a group
     page.goto(f"{server.url}/review/rec_review?token={token}#t=2.0")
     video_at(page, 2.0, 0.05)
     assert page.url.endswith("/review/rec_review#t=2.0")  # the token left the address bar
@@ -211,7 +211,7 @@ def test_deep_link_seeks_and_transcript_follows(site, page, token_for) -> None:
 @pytest.mark.browser
 def test_search_page_links_to_the_moment(site, page, token_for) -> None:
     server, _ = site
-    token = token_for(role="assessor", org=ORG, sub="ana")
+    token = token_for(role="assessor", org=ORG, sub="ana", groups=["panel"])  # the group it is granted to
     page.goto(f"{server.url}/search?token={token}")
     page.fill("#q", "kubernetes")
     page.select_option("#role", "candidate")
@@ -239,7 +239,8 @@ def test_search_page_links_to_the_moment(site, page, token_for) -> None:
 def test_token_form_then_progress_until_ready(site, page, token_for, store) -> None:
     server, engine = site
     with session_scope(engine) as s:
-        s.add(Recording(id="rec_wip", org=ORG, client_key="rec_wip", status="processing", title="Still processing"))
+        s.add(Recording(id="rec_wip", org=ORG, client_key="rec_wip", status="processing", title="Still processing",
+                        created_by="tester"))
         s.flush()
         for step, status in (("window.000000", "done"), ("media.final", "running"), ("transcript.final", "pending")):
             s.add(ProcessingStep(recording_id="rec_wip", step=step, status=status, progress=0.5))
@@ -248,7 +249,7 @@ def test_token_form_then_progress_until_ready(site, page, token_for, store) -> N
     page.fill("#token-panel input", token_for(role="interviewer", org="globex"))
     page.click("#token-panel button[type=submit]")
     page.wait_for_selector("#message:not([hidden])")
-    assert "may not open" in page.inner_text("#message")  # another org's token: 403, said plainly
+    assert "that you may open" in page.inner_text("#message")  # another org's token: 404, said plainly
 
     page.evaluate("localStorage.clear()")
     page.goto(f"{server.url}/review/rec_wip")
@@ -271,10 +272,10 @@ def test_token_form_then_progress_until_ready(site, page, token_for, store) -> N
     page.wait_for_function("() => document.querySelector('video').readyState >= 1")
     page.wait_for_selector("#progress", state="hidden")
     page.wait_for_function("() => document.querySelector('#transcript-note').textContent.includes('no transcript')")
-    expected = ("403 " + f"{server.url}/v1/recordings/rec_wip",  # the other org's token
+    expected = ("404 " + f"{server.url}/v1/recordings/rec_wip",  # the other org's token
                 "422 " + f"{server.url}/v1/recordings/rec_wip/transcript?format=json")  # no transcript yet
     unexpected = [p for p in page.problems if not p.startswith(expected)
-                  and not re.search(r"Failed to load resource: .* status of (403|422)", p)]
+                  and not re.search(r"Failed to load resource: .* status of (404|422)", p)]
     assert unexpected == [] and len(page.problems) > len(unexpected)
 
 

@@ -17,7 +17,7 @@ import pytest
 from core import keys
 from core.auth import Principal
 from core.db import session_scope
-from core.models import Recording
+from core.models import Recording, RecordingGrant
 from review_api.playback import (ByteRange, Unsatisfiable, etag_matches, mint_playback_token, parse_range,
                                  with_token)
 from tests.conftest import auth
@@ -59,9 +59,11 @@ def publish(store, engine, rec_id: str, files: dict[str, Path], org: str = ORG, 
                "thumbnails": keys.output_key(org, rec_id, "thumbs/strip.jpg"),
                "duration_ms": 6000, "windows": 1, "media_gaps": gaps or {}, "labels": True}
     rec = Recording(id=rec_id, org=org, client_key=rec_id, status=status, title=title or rec_id,
-                    started_at_ms=started_at, outputs=outputs)
+                    started_at_ms=started_at, outputs=outputs, created_by="tester")  # the `reader` below
     with session_scope(engine) as s:
         s.add(rec)
+        s.flush()
+        s.add(RecordingGrant(recording_id=rec_id, org=org, kind="group", subject="panel"))
     return rec
 
 
@@ -82,7 +84,7 @@ def app(client, store, media):
     publish(store, engine, "rec_b", media)
     publish(store, engine, "rec_x", media, org="globex")
     with session_scope(engine) as s:
-        s.add(Recording(id="rec_wip", org=ORG, client_key="rec_wip", status="processing"))
+        s.add(Recording(id="rec_wip", org=ORG, client_key="rec_wip", status="processing", created_by="tester"))
         s.add(Recording(id="rec_gone", org=ORG, client_key="rec_gone", status="deleted"))
     return client
 
@@ -212,14 +214,17 @@ def test_who_may_play(app, reader, token_for, settings) -> None:
     url = "/v1/recordings/{}/media/composite.mp4"
     assert app.get(url.format("rec_a")).status_code == 401
     other = app.get(url.format("rec_x"), headers=reader)
-    assert other.status_code == 403 and other.json()["code"] == "other_org"
-    assert app.get("/v1/recordings/rec_x/playback", headers=reader).status_code == 403
+    assert other.status_code == 404 and other.json()["code"] == "unknown_recording"
+    assert app.get("/v1/recordings/rec_x/playback", headers=reader).status_code == 404
     candidate = auth(token_for(role="candidate", org=ORG))
     assert app.get(url.format("rec_a"), headers=candidate).status_code == 403
     assert app.get("/v1/recordings/rec_a/playback", headers=candidate).status_code == 403
     upload = auth(token_for(role="recorder", org=ORG, scope="upload", recording_id="rec_a"))
     assert app.get(url.format("rec_a"), headers=upload).status_code == 403
-    assert app.get(url.format("rec_a"), headers=auth(token_for(role="assessor", org=ORG))).status_code == 200
+    assessor = auth(token_for(role="assessor", org=ORG, sub="as-1"))
+    assert app.get(url.format("rec_a"), headers=assessor).status_code == 404  # not granted to them
+    granted = auth(token_for(role="assessor", org=ORG, sub="as-2", groups=["panel"]))
+    assert app.get(url.format("rec_a"), headers=granted).status_code == 200  # granted to their group
     assert app.get(url.format("rec_a"), headers={"Authorization": "Bearer nonsense"}).status_code == 401
 
 

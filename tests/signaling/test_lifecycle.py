@@ -104,7 +104,7 @@ def test_unused_room_expires(make_server, api_token):
     assert httpx.get(url, headers=bearer(api)).json()["end_reason"] == "unused"
 
 
-async def _wait_state(url: str, token: str, state: str, timeout_s: float = 10) -> None:
+async def _wait_state(url: str, token: str, state: str, timeout_s: float = 30) -> None:
     async with httpx.AsyncClient(headers=bearer(token)) as http:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -129,15 +129,16 @@ def test_first_word_of_a_region_snaps_back_to_the_voiced_onset() -> None:
 
 def test_a_model_segment_across_a_pause_is_split_there() -> None:
     from transcribe.model import RawSegment, RawWord
-    from transcribe.pipeline import split_at_pauses
+    from transcribe.pipeline import TrackOptions, split_segment
 
     plan = layout([Region(0.5, 4.0, True, 0.5), Region(7.0, 10.0, True, 7.0)], gap_s=0.3)
     words = [(RawWord(" Welcome.", 0, 0, 1), 0.5, 1.2), (RawWord(" Please", 0, 0, 1), 1.3, 2.0),
              (RawWord(" What", 0, 0, 1), 7.0, 7.3), (RawWord(" now?", 0, 0, 1), 7.3, 7.9)]
     raw = RawSegment(0, 5, " Welcome. Please What now?", (), -0.2, 0.1, 1.0)
-    parts = split_at_pauses(raw, words, plan)
+    block = chunking.place(np.zeros(10 * SR, np.float32), 0)
+    parts = split_segment(raw, words, plan, block, TrackOptions())
     assert [(text, len(ws)) for text, ws in parts] == [(" Welcome. Please", 2), (" What now?", 2)]
-    assert split_at_pauses(raw, words[:2], plan) == [(raw.text, words[:2])]
+    assert split_segment(raw, words[:2], plan, block, TrackOptions()) == [(raw.text, words[:2])]
 
 
 def test_regions_are_packed_in_order_into_model_windows() -> None:

