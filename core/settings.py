@@ -148,6 +148,9 @@ class Settings(BaseSettings):
                                   "every org's policy and, where runs are automatic, run it")
     retention_spool_max_age_s: int = Field(86400, ge=600, description="the retention tick removes upload spool "
                                            "files (data_dir/spool) older than this (left by killed uploads)")
+    ingest_stream_to_s3: bool = Field(True, description="send a chunk's body on to a staging object in S3 while "
+                                      "it is received (then copy it to the chunk key once checked); false = "
+                                      "spool to disk first, then PUT")
 
     log_level: str = "INFO"
     log_json: bool = True

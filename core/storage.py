@@ -55,6 +55,7 @@ class ObjectStore:
             retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
         )
         self.bucket = bucket
+        self._http = http  # streamed PUTs (`begin_put`) share the pool
         self.object_lock = object_lock  # create the bucket with object lock (legal holds enforced)
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key,
                             secure=secure, region=region, http_client=http)
@@ -207,3 +208,108 @@ class ObjectStore:
         with _translated(key):
             for version in versions or [None]:
                 self.client.remove_object(self.bucket, key, version_id=version)
+
+
+# ---------------------------------------------------------------- streaming PUT + server-side copy
+
+_END = None
+
+
+class StreamingPut:
+    """One PUT whose body arrives piece by piece (`feed`), sent while it arrives.
+
+    The minio SDK reads a whole part into memory before sending it, so the request is made
+    here with urllib3 against a presigned URL (the payload is not signed: the caller hashes
+    it) and a generator body of the declared `length`. `finish` waits for the answer and
+    checks the server's ETag against the MD5 of what was sent; `abort` (or a length that
+    does not add up) breaks the request off, so the server never keeps the object.
+    """
+
+    def __init__(self, store: "ObjectStore", key: str, length: int, content_type: str) -> None:
+        import hashlib
+        import queue
+        import threading
+
+        self.store, self.key, self.length = store, key, length
+        self._pieces: "queue.Queue[list[bytes] | None]" = queue.Queue(maxsize=8)
+        self._md5, self._sent, self._aborted = hashlib.md5(usedforsecurity=False), 0, False
+        self._error: BaseException | None = None
+        self._etag = ""
+        url = store.presign_put(key, expires_s=900)
+        self._thread = threading.Thread(target=self._send, args=(url, content_type), daemon=True,
+                                        name=f"s3-put-{key[-24:]}")
+        self._thread.start()
+
+    def _body(self) -> Iterator[bytes]:
+        while (pieces := self._pieces.get()) is not _END:
+            if self._aborted:
+                raise OSError("upload aborted")
+            for piece in pieces:
+                self._md5.update(piece)
+                self._sent += len(piece)
+                yield piece
+        if self._aborted or self._sent != self.length:
+            raise OSError(f"upload aborted after {self._sent} of {self.length} bytes")
+
+    def _send(self, url: str, content_type: str) -> None:
+        try:
+            resp = self.store._http.request(
+                "PUT", url, body=self._body(), retries=False, preload_content=True,
+                headers={"Content-Length": str(self.length), "Content-Type": content_type})
+            if resp.status != 200:
+                raise StorageError(f"S3 answered {resp.status} to the streamed PUT of {self.key}")
+            self._etag = (resp.headers.get("ETag") or "").strip('"')
+        except BaseException as exc:  # kept for finish(); feed() stops queueing
+            self._error = exc
+            self._aborted = True
+            while not self._pieces.empty():
+                self._pieces.get_nowait()
+
+    def feed(self, pieces: list[bytes]) -> None:
+        """Hand over the next pieces (blocks while 8 batches wait: back-pressure on the client)."""
+        self._put(pieces)
+
+    def _put(self, item: list[bytes] | None) -> None:
+        import queue
+
+        while not self._aborted:
+            try:
+                self._pieces.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        """Wait for the server's answer; StorageError unless it holds exactly the bytes fed."""
+        self._put(_END)
+        self._thread.join()
+        if self._error is not None:
+            if isinstance(self._error, StorageError):
+                raise self._error
+            raise StorageError(f"S3 unavailable ({type(self._error).__name__}) on {self.key}") from self._error
+        if "-" not in self._etag and self._etag and self._etag != self._md5.hexdigest():
+            raise StorageError(f"S3 stored other bytes than were sent for {self.key} (ETag {self._etag})")
+
+    def abort(self) -> None:
+        """Break the request off (the body raises): the server keeps nothing."""
+        self._aborted = True
+        if self._thread.is_alive():
+            try:
+                self._pieces.put_nowait(_END)
+            except Exception:  # full: the sender drains it and sees the flag
+                pass
+        self._thread.join(timeout=30)
+
+
+def begin_put(store: "ObjectStore", key: str, length: int, content_type: str) -> StreamingPut:
+    """Start a PUT of `length` bytes to `key` that is fed while the bytes arrive."""
+    with _translated(key):
+        return StreamingPut(store, key, length, content_type)
+
+
+def copy_object(store: "ObjectStore", src: str, dst: str) -> None:
+    """Server-side copy within the bucket (the bytes do not pass through us)."""
+    from minio.commonconfig import CopySource
+
+    with _translated(dst):
+        store.client.copy_object(store.bucket, dst, CopySource(store.bucket, src))

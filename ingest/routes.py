@@ -6,6 +6,7 @@ from typing import Annotated, Any, Optional
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from core import audit
@@ -81,17 +82,24 @@ async def _upload(request: Request, principal: Any, ing: Ingest, recording_id: s
         raise TooLarge(f"chunk is larger than {ing.limits.max_chunk_bytes} bytes", code="chunk_too_large")
     declare = parse_track_headers(headers)
     pre = await run_in_threadpool(ing.precheck, principal, recording_id, track, seq, hdr, declare)
+    cleanup = None
     if pre.stored is None:
-        body = await spool_body(request.stream(), ing.limits.max_chunk_bytes, request.app.state.spool_dir)
+        stage = (await run_in_threadpool(ing.open_staging, hdr)
+                 if request.app.state.settings.ingest_stream_to_s3 else None)
+        body = await spool_body(request.stream(), ing.limits.max_chunk_bytes, request.app.state.spool_dir, stage)
         try:
             stored, created, start = await run_in_threadpool(ing.store_chunk, principal, pre, recording_id, track,
                                                              seq, hdr, body, declare)
+        except BaseException:
+            await run_in_threadpool(ing.drop_staged, body)
+            raise
         finally:
             body.discard()
+        cleanup = BackgroundTask(ing.drop_staged, body)  # after the answer: off the client's latency
     else:
         stored, created, start = pre.stored, False, pre.started_at_ms
     out = chunk_public(stored, start, duplicate=not created)
-    return JSONResponse(out.model_dump(), status_code=201 if created else 200)
+    return JSONResponse(out.model_dump(), status_code=201 if created else 200, background=cleanup)
 
 
 @router.put("/recordings/{recording_id}/tracks/{track}/chunks/{seq}", response_model=ChunkPublic,

@@ -16,6 +16,7 @@ Upload flow (each step can fail without losing or duplicating anything):
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,20 +30,21 @@ from core import keys
 from core.access import Action, recording_for
 from core.auth import Principal, ensure_upload_open
 from core.db import session_scope
-from core.errors import Conflict, Forbidden, InvalidMedia, NotFound, QueueError
+from core.errors import Conflict, Forbidden, InvalidMedia, NotFound, QueueError, StorageError
 from core.logging import bound, get_logger
 from core.models import Chunk, ProcessingStep, Recording, RejectedChunk, Track
 from core.models._types import now_ms
 from core.queue import enqueue
 from core.ratelimit import RateLimiter
 from core.steps import FINAL_STEPS, PENDING
-from core.storage import ObjectStore
+from core.storage import ObjectStore, StreamingPut, begin_put, copy_object
 from ingest.continuation import check_continuation
 from ingest.headers import ChunkHeaders
 from ingest.media import check_magic, probe_file
 from ingest.spool import Spooled
 
 log = get_logger("recorder.ingest")
+STAGING_PREFIX = "_staging/"  # bodies streamed to S3 while received; copied to their chunk key once checked
 
 
 @dataclass
@@ -137,13 +139,37 @@ class Ingest:
             if claimed.status == "stored":
                 return self._duplicate(claimed, hdr.sha256), False, pre.started_at_ms
             key = keys.chunk_key(pre.org, recording_id, track_id, seq, hdr.container)
-            self.store.put_file(key, body.path, hdr.content_type)
+            self._write(key, body, hdr)
             chunk, created, started_at_ms = self._mark_stored(claimed.id, key, probe, hdr)
             if not created:
                 return self._duplicate(chunk, hdr.sha256), False, started_at_ms
             self._enqueue(chunk)
             log.info("chunk_stored", track=track_id, seq=seq, bytes=body.size)
             return chunk, True, started_at_ms
+
+    def open_staging(self, hdr: ChunkHeaders) -> StreamingPut | None:
+        """A PUT to a fresh staging key that the body is fed to while it arrives (step 5 then
+        copies it to the chunk key). Only for bodies of declared length within the limit."""
+        length = hdr.declared_length
+        if not length or length > self.limits.max_chunk_bytes:
+            return None
+        return begin_put(self.store, f"{STAGING_PREFIX}{uuid.uuid4().hex}", length, hdr.content_type)
+
+    def _write(self, key: str, body: Spooled, hdr: ChunkHeaders) -> None:
+        """Step 5's write: a server-side copy of the staged bytes (hashed as they were sent), else
+        a PUT from the spool. Either way the chunk key gets the whole object or nothing."""
+        if body.staged:
+            copy_object(self.store, body.staged, key)
+        else:
+            self.store.put_file(key, body.path, hdr.content_type)
+
+    def drop_staged(self, body: Spooled) -> None:
+        """Delete the staging object (best effort: STAGING_PREFIX holds nothing anyone reads)."""
+        if body.staged:
+            try:
+                self.store.delete(body.staged)
+            except StorageError:
+                log.warning("staging_delete_failed", key=body.staged)
 
     def _validate(self, org: str, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
                   body: Spooled, stream_tracks: set[int] | None = None) -> dict[str, Any] | None:

@@ -180,14 +180,20 @@ def demo(speed: float = typer.Option(1.0, help="play the interview N× faster th
          minutes: float = typer.Option(1.5, help="interview length in minutes"),
          exit_after: bool = typer.Option(False, "--exit", envvar="DEMO_EXIT",
                                          help="stop the stack and exit when done (DEMO_EXIT=1)"),
-         data_dir: Path = typer.Option(Path("./var/demo"), help="data dir of the demo stack"),
-         api_port: int = typer.Option(8000, help="API port on 127.0.0.1")) -> None:
+         data_dir: Path = typer.Option(Path("./var"), help="data dir of the local stack (the one "
+                                       "`recorder up` and `recorder token` use)"),
+         api_port: int = typer.Option(8000, help="API port on 127.0.0.1"),
+         mode: str = typer.Option("call", help="call: a room, two aiortc peers, the recording bot and client "
+                                  "chunks (the whole product); upload: 30-s chunks uploaded, no call "
+                                  "(--speed applies)")) -> None:
     """Start the stack and play a two-person interview through it, end to end."""
     from recorder.demo import run_demo
 
+    if mode not in ("call", "upload"):
+        raise typer.BadParameter("--mode is call or upload")
     _sigterm_as_interrupt()
     raise typer.Exit(run_demo(speed=speed, minutes=minutes, exit_after=exit_after,
-                              data_dir=data_dir, api_port=api_port))
+                              data_dir=data_dir, api_port=api_port, mode=mode))
 
 
 db_cli = typer.Typer(help="Database schema: apply and inspect migrations (Alembic revisions in core/migrations).",

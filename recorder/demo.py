@@ -1,11 +1,21 @@
 """`recorder demo`: a two-person interview played through the real local stack.
 
-Interviewer and candidate each get a track (test-pattern video with a visible clock and
-their espeak-ng voice), cut into 30-s self-contained WebM chunks as a browser's
-stop/start `MediaRecorder` makes them. Chunks are uploaded as they "close", at real-time
-pace (`--speed N` accelerates), while the workers process them. After hang-up it prints
-seconds from hang-up to ready, a transcript excerpt, a search hit with its deep link and
-where the outputs are.
+Interviewer and candidate each get a camera+mic clip (test-pattern video with their name
+and a clock, their espeak-ng voice).
+
+`--mode call` (the default, the whole product): a room is created with recording on, both
+join through our WebSocket signaling as real aiortc peers (`recorder.call`), the recording
+bot joins hidden and records their tracks, the candidate's browser-side uploader also
+sends 30-s client chunks of their own camera, the room ends after the interview, and the
+bot's recording is processed while and after it runs.
+
+`--mode upload`: no call; both tracks are cut into 30-s WebM chunks as a browser's
+stop/start `MediaRecorder` makes them and uploaded as they "close", at real-time pace
+(`--speed N` accelerates).
+
+Both end by printing seconds from hang-up to ready, a transcript excerpt, a search hit with
+its deep link, the review and recordings-list URLs with a ready-to-click short-lived
+token, and where the outputs are.
 """
 from __future__ import annotations
 
@@ -23,6 +33,9 @@ from recorder import synth
 from recorder.stack import LocalStack, StackOptions, wait_forever
 
 CHUNK_S = 30
+ORG = "demo"
+VIEWER = ("ines", "interviewer")  # who the printed links sign in as (she runs the interview)
+VIEW_TTL_S = 1800
 SCRIPT = [  # (speaker, text) — alternating turns, with pauses between them
     ("interviewer", "Thanks for joining today. Can you tell me about a system you scaled recently?"),
     ("candidate", "Sure. I moved our payment service to Kubernetes and split the PostgreSQL database."),
@@ -78,14 +91,22 @@ def upload(client: httpx.Client, token: str, rec: str, track: str, seq: int, pat
     return resp.status_code
 
 
-def run_demo(speed: float, minutes: float, exit_after: bool, data_dir: Path, api_port: int) -> int:
+def run_demo(speed: float, minutes: float, exit_after: bool, data_dir: Path, api_port: int,
+             mode: str = "call") -> int:
     console = Console()
     media = prepare_media(data_dir / "media", minutes * 60, console)
-    stack = LocalStack(StackOptions(data_dir=data_dir, api_port=api_port))
+    # one machine: the bot and the demo's peers meet on 127.0.0.1
+    stack = LocalStack(StackOptions(data_dir=data_dir, api_port=api_port,
+                                    extra_env={"RECORDER_BOT_ICE_LOOPBACK": "true"}))
     try:
         stack.start(progress=lambda m: console.print(f"[dim][up] {m}[/]"))
         console.print(f"[bold]stack ready[/] at {stack.api_url}")
-        ok = play_interview(stack, media, speed, console)
+        if mode == "call":
+            from recorder.demo_call import play_call
+
+            ok = play_call(stack, media, minutes * 60, console)
+        else:
+            ok = play_interview(stack, media, speed, console)
         if ok and not exit_after:
             console.print("stack keeps running — Ctrl-C to stop")
             wait_forever(stack)
@@ -99,7 +120,7 @@ def run_demo(speed: float, minutes: float, exit_after: bool, data_dir: Path, api
 
 def play_interview(stack: LocalStack, media: list[TrackMedia], speed: float, console: Console) -> bool:
     secret = stack.env["RECORDER_JWT_SECRET"]
-    token = mint_token(secret, sub="demo", org="demo", role="admin", ttl_s=7200)
+    token = mint_token(secret, sub=VIEWER[0], org=ORG, role="admin", ttl_s=7200)
     client = httpx.Client(base_url=stack.api_url, timeout=60, headers={"Authorization": f"Bearer {token}"})
     body = {"client_key": f"demo-{int(time.time())}", "layout": "grid", "title": "Demo interview",
             "vocabulary": ["Kubernetes", "PostgreSQL"],
@@ -170,3 +191,8 @@ def _report(client: httpx.Client, stack: LocalStack, rec: str, status: dict, con
     console.print(f"  recording: {stack.api_url}/v1/recordings/{rec}")
     console.print(f"  transcript: {stack.api_url}/v1/recordings/{rec}/transcript?format=vtt")
     console.print(f"  data + logs: {stack.data_dir}")
+    viewer = mint_token(stack.env["RECORDER_JWT_SECRET"], sub=VIEWER[0], org=ORG, role=VIEWER[1], ttl_s=VIEW_TTL_S)
+    console.print(f"[bold]open in a browser[/] (token valid {VIEW_TTL_S // 60} min, as {VIEWER[1]} {VIEWER[0]}):")
+    console.print(f"  review: {stack.api_url}/review/{rec}?token={viewer}", soft_wrap=True)
+    console.print(f"  recordings: {stack.api_url}/recordings?token={viewer}", soft_wrap=True)
+    console.print("  later, from a new shell: ?token=$(recorder token --role interviewer --sub ines)")

@@ -9,6 +9,7 @@ in a small form. So serving the HTML needs no token; every byte of data does.
     /review/{id}#t=123.4   seek to 123.4 s on load (search results link here)
     /search?q=…&role=…     transcript search with highlighted snippets
     /call/{room}?token=…   the live call (join token): consent, video tiles, recording
+    /compliance            retention policy, legal holds, preview, runs, receipts, audit chain
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"review.js": "text/javascript", "search.js": "text/javascript", "common.js": "text/javascript",
-          "recordings.js": "text/javascript", "call.js": "text/javascript", "review.css": "text/css"}
+          "recordings.js": "text/javascript", "compliance.js": "text/javascript", "call.js": "text/javascript", "review.css": "text/css"}
 
 
 def content_security_policy(public_url: str = "", sockets: str = "") -> str:
@@ -79,6 +80,12 @@ def search_page(request: Request) -> FileResponse:
 def recordings_page(request: Request) -> FileResponse:
     """The landing page: my interviews first, then what is shared with me; links to review."""
     return _page(request, "recordings.html")
+
+
+@router.get("/compliance")
+def compliance_page(request: Request) -> FileResponse:
+    """Retention for compliance: policy, legal holds, the next preview, runs, receipts, audit chain."""
+    return _page(request, "compliance.html")
 
 
 @router.get("/call/{room_id}")

@@ -93,6 +93,7 @@ NOT_DATA: dict[tuple[str, str], str] = {
     ("GET", "/review/{recording_id}"): "static HTML shell: its data comes from the audited API",
     ("GET", "/search"): "static HTML shell",
     ("GET", "/recordings"): "static HTML shell",
+    ("GET", "/compliance"): "static HTML shell: policy, holds, runs and receipts come from the audited API",
     ("GET", "/call/{room_id}"): "static HTML shell of the call (media flows peer to peer, not through here)",
     ("GET", "/"): "static HTML shell",
     ("GET", "/review"): "redirect to /recordings",

@@ -88,7 +88,7 @@ MATRIX: dict[tuple[str, str], Row | str] = {
     ("GET", "/openapi.json"): PUBLIC, ("GET", "/docs"): PUBLIC, ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC, ("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC, ("GET", "/review/{recording_id}"): PUBLIC, ("GET", "/search"): PUBLIC,
-    ("GET", "/review"): PUBLIC, ("GET", "/recordings"): PUBLIC, ("GET", "/"): PUBLIC, ("GET", "/static/review/{name}"): PUBLIC, ("MOUNT", "/static/ingest"): PUBLIC,
+    ("GET", "/review"): PUBLIC, ("GET", "/recordings"): PUBLIC, ("GET", "/compliance"): PUBLIC, ("GET", "/"): PUBLIC, ("GET", "/static/review/{name}"): PUBLIC, ("MOUNT", "/static/ingest"): PUBLIC,
     ("WS", "/v1/signal"): WS,
     # rooms
     ("POST", "/v1/rooms"): row("33131", body={"slot_id": "s1", "candidate_id": "c1"},

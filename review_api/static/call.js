@@ -102,11 +102,18 @@ export class Negotiator {
     this.pending = [];
     this.chain = Promise.resolve();
     this.counts = {offers: 0, answers: 0, collisions: 0, rollbacks: 0, ignored: 0, buffered: 0};
-    pc.onnegotiationneeded = () => { if (this.offers) this._offer(); };
+    pc.onnegotiationneeded = () => { if (this.offers) this._serial(() => this._offer()); };
     pc.onicecandidate = ({candidate}) => { if (candidate) send({candidate: candidate.toJSON()}); };
   }
 
+  /** Offers and incoming messages run one at a time: an offer never lands inside a glare. */
+  _serial(step) {
+    this.chain = this.chain.then(step).catch(err => console.warn("negotiation step failed", err));
+    return this.chain;
+  }
+
   async _offer() {
+    if (this.pc.signalingState !== "stable") return; // mid-negotiation: it fires again once stable
     try {
       this.makingOffer = true;
       await this.pc.setLocalDescription();
@@ -119,10 +126,7 @@ export class Negotiator {
     }
   }
 
-  handle(msg) {
-    this.chain = this.chain.then(() => this._handle(msg)).catch(err => console.warn("signal failed", err));
-    return this.chain;
-  }
+  handle(msg) { return this._serial(() => this._handle(msg)); }
 
   async _handle({description, candidate}) {
     const pc = this.pc;
@@ -141,11 +145,12 @@ export class Negotiator {
     this.ignoreOffer = !this.polite && collision;
     if (collision) this.counts.collisions++;
     if (this.ignoreOffer) { this.counts.ignored++; return; }
-    if (collision) {
-      await pc.setLocalDescription({type: "rollback"}).catch(() => {}); // queued after our own offer
+    if (collision) { // rollback and the remote offer queued together: no stable moment in between
       this.counts.rollbacks++;
+      await Promise.all([pc.setLocalDescription({type: "rollback"}), pc.setRemoteDescription(description)]);
+    } else {
+      await pc.setRemoteDescription(description);
     }
-    await pc.setRemoteDescription(description);
     for (const c of this.pending.splice(0)) await this._add(c);
     if (offer) {
       if (this.beforeAnswer) await this.beforeAnswer(pc);

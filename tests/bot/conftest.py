@@ -251,6 +251,13 @@ def captured_events() -> Iterator[list[dict[str, Any]]]:
         structlog.configure(**previous)
 
 
+def holes(track: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ledger track's gaps where media is missing, leaving out refused chunks: ingest's validator
+    refuses a segment of one single video frame (it reads a lone frame at pts 0 as "no frames"),
+    which the bot can make when a link closes right after a key frame."""
+    return [g for g in track["gaps"] if g["detected"] != "rejected_chunk"]
+
+
 def first_event(events: list[dict[str, Any]], event: str, **fields: Any) -> dict[str, Any] | None:
     return next((e for e in list(events) if e.get("event") == event
                  and all(e.get(k) == v for k, v in fields.items())), None)

@@ -1,0 +1,212 @@
+"""Fault matrix (issue #10): faults injected while a short interview runs end to end.
+
+Each case plays the same interview (2 participants × 3 chunks of 3 s, espeak voices + test
+pattern) through the real API (uvicorn) to real `dramatiq` workers (media + transcribe +
+default queues) on real Redis and a real S3 server, injects one fault mid-interview, and
+compares the result with one undisturbed run of the same module (`baseline`).
+
+"Identical" means, for inputs that are byte-identical (same chunk bytes, same X-Chunk-Start
+on a fixed epoch `T0`, same settings):
+- transcript: the same segments — speaker, text, start/end ms and every word with its
+  start/end ms, exactly (decoding is deterministic: same model, same audio, same windows);
+- composite: same codecs, duration, window count, media gaps, HLS segment count, the same
+  number of video frames with the same SHA-256 of every *decoded* frame, and the same
+  number of decoded audio samples with the same hash. Bytes of the MP4 are not compared:
+  the container is not what a reviewer sees, and x264/AAC byte identity is not promised
+  across processes (decoded identity is what the composite's determinism is about);
+- ledger: the same chunks (seq, SHA-256, start, duration) per track and the same gaps (none);
+- S3: one object per chunk sent, whose SHA-256 is exactly the set sent (no loss, no copy).
+
+The permanent-fault case instead asserts `failed` with our message, nothing left `running`.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from core.auth import mint_token
+from recorder.services import free_port
+from tests.conftest import JWT_SECRET, drop_bucket, make_settings
+from tests.faults import Stack, in_thread, make_interview, outcome, play
+from tests.workers.conftest import wait_for
+
+SPOOL_MB = 4  # the API's spool: a tmpfs this small (we are root in CI) to fill up
+
+
+@pytest.fixture(scope="module")
+def interview(tmp_path_factory):
+    return make_interview(tmp_path_factory.mktemp("interview"))
+
+
+@pytest.fixture(scope="module")
+def stack(s3_server, tmp_path_factory):
+    work = tmp_path_factory.mktemp("fault-matrix")
+    spool = work / "data" / "spool"
+    spool.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SPOOL_MB}m", "tmpfs", str(spool)],
+                             capture_output=True).returncode == 0
+    port = free_port()
+    settings = make_settings(f"sqlite:///{work / 'recorder.db'}", f"redis://127.0.0.1:{port}/0", s3_server,
+                             f"t-faults-{os.getpid()}", work / "data")
+    st = Stack(settings, s3_server, work, port)
+    st.spool, st.spool_mounted = spool, mounted
+    try:
+        st.start_api()
+        st.start_worker()
+        yield st
+    finally:
+        st.close()
+        if mounted:
+            subprocess.run(["umount", str(spool)], check=False)
+        drop_bucket(s3_server, settings.s3_bucket)
+
+
+@pytest.fixture(scope="module")
+def token(stack) -> str:
+    return mint_token(JWT_SECRET, sub="fault-matrix", org="acme", role="admin", ttl_s=3600,
+                      issuer=stack.settings.jwt_issuer)
+
+
+@pytest.fixture(scope="module")
+def baseline(stack, interview, token, tmp_path_factory):
+    played = play(stack, "baseline", interview, token)
+    assert played.status["status"] == "ready", played.status
+    return outcome(stack, played, token, tmp_path_factory.mktemp("baseline"))
+
+
+def _assert_like_baseline(stack, played, token, baseline, interview, tmp_path) -> None:
+    assert played.status["status"] == "ready", (played.status, stack.logs())
+    got = outcome(stack, played, token, tmp_path)
+    assert got.chunk_objects == sorted(ch.sha256 for ch in interview)   # 0 lost, 0 duplicated
+    assert got.ledger == baseline.ledger and got.ledger["complete"]
+    assert all(not t["gaps"] for t in got.ledger["tracks"].values())
+    assert got.media == baseline.media
+    assert got.transcript == baseline.transcript
+    assert all(st.status == "done" for st in stack.steps(played.rec).values()), \
+        {n: st.status for n, st in stack.steps(played.rec).items()}
+
+
+def test_baseline_is_a_real_interview(baseline, interview) -> None:
+    speakers = {seg[0] for seg in baseline.transcript}
+    text = " ".join(seg[1] for seg in baseline.transcript).lower()
+    assert len(speakers) == 2 and "project" in text and "database" in text, baseline.transcript
+    assert abs(baseline.media["duration_ms"] - 9000) <= 100 and baseline.media["windows"] == 3
+    assert len(baseline.media["frames"]) >= 250 and baseline.chunk_objects == sorted(c.sha256 for c in interview)
+
+
+def test_s3_down_20s_mid_interview(stack, interview, token, baseline, tmp_path) -> None:
+    def outage() -> None:
+        time.sleep(3.5)             # chunk 0 of both is in; chunk 1 closes during the outage
+        stack.s3.stop()
+        time.sleep(20)
+        stack.s3.start()
+
+    join = in_thread(outage)
+    played = play(stack, "s3-down", interview, token)
+    join()
+    assert any(503 in a for a in played.answers.values()), played.answers  # the client did see 503s
+    _assert_like_baseline(stack, played, token, baseline, interview, tmp_path)
+
+
+def test_redis_restarted_mid_interview(stack, interview, token, baseline, tmp_path) -> None:
+    join = in_thread(lambda: (time.sleep(4.5), stack.restart_redis(down_s=2)))
+    played = play(stack, "redis-restart", interview, token)
+    join()
+    _assert_like_baseline(stack, played, token, baseline, interview, tmp_path)
+
+
+def test_worker_killed_during_composite_and_during_transcription(stack, interview, token, baseline,
+                                                                  tmp_path) -> None:
+    killed: list[str] = []
+
+    def kill_twice() -> None:
+        rec = wait_for(lambda: _rec_id(stack, "worker-kill"), 60, "the recording")
+        for prefix in ("window.", "transcript."):
+            wait_for(lambda: stack.running(rec, prefix), 120, f"a {prefix} step running", interval_s=0.02)
+            stack.replace_worker(kill=True)
+            killed.append(prefix)
+
+    join = in_thread(kill_twice)
+    played = play(stack, "worker-kill", interview, token)
+    join()
+    assert killed == ["window.", "transcript."]
+    _assert_like_baseline(stack, played, token, baseline, interview, tmp_path)
+
+
+def test_api_restarted_mid_interview(stack, interview, token, baseline, tmp_path) -> None:
+    join = in_thread(lambda: (time.sleep(4.0), stack.restart_api(down_s=2)))
+    played = play(stack, "api-restart", interview, token)
+    join()
+    assert any(isinstance(x, str) for a in played.answers.values() for x in a), played.answers  # refused
+    _assert_like_baseline(stack, played, token, baseline, interview, tmp_path)
+
+
+def test_spool_disk_full_answers_507_then_retries_succeed(stack, interview, token, baseline, tmp_path) -> None:
+    if not stack.spool_mounted:
+        pytest.skip("could not mount a small tmpfs for the spool (needs root)")
+    ballast = stack.spool / "ballast"
+
+    def fill_then_free() -> None:
+        time.sleep(3.3)
+        _fill(stack.spool, ballast, leave_bytes=8 * 1024)   # less than any chunk
+        time.sleep(6)
+        ballast.unlink()
+
+    join = in_thread(fill_then_free)
+    played = play(stack, "spool-full", interview, token)
+    join()
+    refused = [x for a in played.answers.values() for x in a if x in (503, 507)]
+    assert refused, played.answers
+    assert [p.name for p in stack.spool.iterdir()] == []              # no partial chunk left
+    _assert_like_baseline(stack, played, token, baseline, interview, tmp_path)
+
+
+def test_permanent_s3_fault_fails_with_the_reason_then_recovers(stack, interview, token, tmp_path) -> None:
+    stack.replace_worker(kill=False, RECORDER_WORKER_MAX_RETRIES="2", RECORDER_WORKER_MIN_BACKOFF_MS="50",
+                         RECORDER_WORKER_MAX_BACKOFF_MS="200")
+    try:
+        rec_holder: dict = {}
+
+        def outage_at_hangup() -> None:
+            rec = wait_for(lambda: _rec_id(stack, "permanent"), 60, "the recording")
+            rec_holder["rec"] = rec
+            # every chunk is in: take S3 away for longer than the retry budget (~0.5 s)
+            wait_for(lambda: sum(n.startswith("chunk.") for n in stack.steps(rec)) == len(interview), 60,
+                     "every chunk checked")
+            stack.s3.stop()
+
+        join = in_thread(outage_at_hangup)
+        played = play(stack, "permanent", interview, token, timeout_s=120)
+        join()
+    finally:
+        stack.s3.start()
+        stack.replace_worker(kill=False)
+    status = played.status
+    assert status["status"] == "failed", status
+    assert status["error"] in ("video processing failed after 3 attempts", "transcription failed after 3 attempts",
+                               "video processing failed (storage_unavailable)",
+                               "transcription failed (storage_unavailable)"), status["error"]
+    steps = stack.steps(played.rec)
+    assert not [n for n, st in steps.items() if st.status in ("running", "pending")], \
+        {n: (st.status, st.error) for n, st in steps.items()}
+
+
+def _rec_id(stack, key: str) -> str | None:
+    from sqlmodel import select
+
+    from core.db import session_scope
+    from core.models import Recording
+
+    with session_scope(stack.engine) as s:
+        rec = s.exec(select(Recording).where(Recording.client_key == key)).first()
+        return rec.id if rec else None
+
+
+def _fill(directory: Path, ballast: Path, leave_bytes: int) -> None:
+    free = os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize
+    with open(ballast, "wb") as f:
+        f.write(b"\0" * max(0, free - leave_bytes))
