@@ -19,8 +19,8 @@ lint: bootstrap
 up: bootstrap
 	$(PY) -m recorder up
 
-bench: bootstrap
-	$(PY) -m bench.ingest --quick
+bench: bootstrap  ## every bench/ suite → bench/results/latest.{json,md} + README table (BENCH_QUICK=1: minutes)
+	BENCH_QUICK=$(BENCH_QUICK) $(PY) -m bench
 
 # requirements.lock pins every package (with the dev extra) by version and sha256 for Linux
 # x86_64 / Python 3.11; bootstrap and the Dockerfile install only from it. `make lock` re-solves

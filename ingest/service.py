@@ -10,7 +10,10 @@ Upload flow (each step can fail without losing or duplicating anything):
      `ingest.continuation`, against its header chunk's track numbers; 422 → quarantine);
   4. the seq is *claimed* in the DB (unique row, status `uploading`) before the
      object is written, so two different bodies can never race onto one key;
-  5. the object is written to its deterministic key, the row becomes `stored`;
+  5. the object is written to its deterministic key, the row becomes `stored`. A body of
+     declared length is streamed to a `_staging/` object while it is received (step 3),
+     so this write is a server-side copy of bytes already hashed and length-checked;
+     otherwise it is a PUT from the spool. The staging object is deleted either way;
   6. per-chunk processing is enqueued by actor name (re-tried on the next retry if
      Redis was down).
 """

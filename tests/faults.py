@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import av
 import httpx
@@ -102,8 +102,9 @@ class Stack:
 
     # -- workers
     def start_worker(self, **extra: str) -> WorkerProcess:
-        env = settings_env(self.settings, RECORDER_WINDOW_MS="3000", RECORDER_WORKER_MAX_RETRIES="12",
-                           RECORDER_WORKER_MIN_BACKOFF_MS="500", RECORDER_WORKER_MAX_BACKOFF_MS="4000", **extra)
+        knobs = {"RECORDER_WINDOW_MS": "3000", "RECORDER_WORKER_MAX_RETRIES": "12",  # ~40 s of retries
+                 "RECORDER_WORKER_MIN_BACKOFF_MS": "500", "RECORDER_WORKER_MAX_BACKOFF_MS": "4000"}
+        env = settings_env(self.settings, **{**knobs, **extra})
         self.worker = WorkerProcess(env, ["media", "transcribe", "default"],
                                     self.work / f"worker{len(self.workers)}.log")
         self.workers.append(self.worker)
@@ -202,16 +203,22 @@ def _call(c: httpx.Client, method: str, url: str, log: list, deadline_s: float =
     raise AssertionError(f"{method} {url} still failing after {deadline_s}s: {log[-10:]}")
 
 
-def play(stack: Stack, key: str, chunks: list[Chunk], token: str, timeout_s: float = 240) -> Played:
-    """Create the recording, upload at the interview's pace, hang up, wait for ready/failed."""
+def play(stack: Stack, key: str, chunks: list[Chunk], token: str, timeout_s: float = 240,
+         fault: Callable[[str], None] | None = None) -> Played:
+    """Create the recording, upload at the interview's pace, hang up, wait for ready/failed.
+
+    `fault(recording_id)` runs in a thread beside the interview from its creation on."""
     c = httpx.Client(timeout=30, headers=auth(token))
-    url = lambda: stack.api.url  # noqa: E731  (the API may move to a new process mid-run)
+    def url() -> str:  # the API may be a new process by the next request
+        return stack.api.url
+
     body = {"client_key": key, "layout": "grid", "tracks": [
         {"track_id": t, "participant_id": t, "role": "candidate" if t == "carl" else "interviewer",
          "display_name": t, "kind": "av"} for t in LINES]}
     log: list = []
     rec = _call(c, "POST", f"{url()}/v1/recordings", log, json=body).json()["id"]
     played = Played(rec, {})
+    join = in_thread(lambda: fault(rec)) if fault else None
     start = time.monotonic()
 
     def participant(track: str) -> None:
@@ -239,6 +246,8 @@ def play(stack: Stack, key: str, chunks: list[Chunk], token: str, timeout_s: flo
     played.status = wait_for(settled, timeout_s, f"recording {rec} ready or failed", interval_s=0.5,
                              on_timeout=stack.logs)
     c.close()
+    if join:
+        join()
     return played
 
 

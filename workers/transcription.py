@@ -2,7 +2,10 @@
 
     transcribe_chunk(rec, track, seq)   continue the track's live transcription up to `seq`
                                         (the unfinished tail is carried in S3 + DB state, so
-                                        any worker can take the next chunk)
+                                        any worker can take the next chunk); a chunk whose
+                                        span the other tracks have not delivered yet is
+                                        re-queued for a bounded time (the leak gate needs
+                                        their levels, saved per chunk next to the carry)
     finalize_transcript(rec)            flush every track, merge speakers, flag quality,
                                         export (json/vtt/srt/txt), index; "transcript.final"
     retranscribe_recording(rec, …)      a new version with another model (or a span of the

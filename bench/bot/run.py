@@ -17,6 +17,8 @@ media seconds received. Paths:
 """
 from __future__ import annotations
 
+from bench.results import emit
+
 import argparse
 import asyncio
 import json
@@ -218,6 +220,9 @@ def write_results(rows: list[dict], seconds: float) -> str:
          "MediaRecorder |"), "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ratio = r["cpu_per_media_s"] / base if base else float("nan")
+        if r["mode"] != "mediarecorder":
+            emit("bot", f"receiver CPU per media-s, {r['mode']} vs aiortc MediaRecorder", r["cpu_per_media_s"], base,
+                 unit="CPU-s")
         lines.append(f"| {r['mode']} | {r['received_s']:.1f} | {r['media_s']:.1f} | {r['dropped_s']:.1f} | "
                      f"{r['cpu_s']:.2f} | {r['cpu_per_media_s']:.3f} | {ratio:.2f}× |")
     lines += ["", ("CPU is the receiving process only (all its threads: ICE/DTLS/SRTP, jitter buffer, codecs, "

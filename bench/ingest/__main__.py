@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.results import emit
 from core.auth import mint_token
 from core.storage import ObjectStore
 from recorder.services import ManagedProcess, free_port, start_redis, start_s3
@@ -117,9 +118,20 @@ def main() -> None:
         children.append(api)
         url = f"http://127.0.0.1:{aport}"
         api.wait_until(lambda: _ok(f"{url}/readyz"), 60)
+        # the same API with the old store step (spool to disk, then PUT): the design baseline, same run
+        spool_port, spool_dir = free_port(), work / "spool-first"
+        spool_dir.mkdir()
+        spool_api = ManagedProcess("api-spool", [sys.executable, "-m", "recorder", "api", "--port", str(spool_port)],
+                                   work / "api-spool.log", env={**env, "RECORDER_INGEST_STREAM_TO_S3": "false",
+                                                                "RECORDER_DATA_DIR": str(spool_dir),
+                                                                "RECORDER_DATABASE_URL": f"sqlite:///{spool_dir / 'rec.db'}"
+                                                                }).start()
+        children.append(spool_api)
+        spool_url = f"http://127.0.0.1:{spool_port}"
+        spool_api.wait_until(lambda: _ok(f"{spool_url}/readyz"), 60)
         token = mint_token(SECRET, sub="bench", org="bench", role="service", ttl_s=3600)
-        rec = httpx.post(f"{url}/v1/recordings", json={"client_key": "bench", "tracks": [{"track_id": "cam"}]},
-                         headers={"Authorization": f"Bearer {token}"}).json()["id"]
+        rec, spool_rec = (httpx.post(f"{u}/v1/recordings", json={"client_key": "bench", "tracks": [{"track_id": "cam"}]},
+                                     headers={"Authorization": f"Bearer {token}"}).json()["id"] for u in (url, spool_url))
         store = ObjectStore(f"127.0.0.1:{sport}", "benchkey", "bench-secret-key", "recordings")
         store.ensure_bucket()
         direct_round(store, data, 4, 2, "warm")  # first PUTs allocate volumes
@@ -129,6 +141,7 @@ def main() -> None:
         for conc in levels:
             n = args.uploads or (max(20, conc * 2) if args.quick else max(50, conc * 4))
             lat_api, lat_dir, wall_api, wall_dir, cpu_s = [], [], 0.0, 0.0, 0.0
+            lat_spool, wall_spool = [], 0.0
             for part, m in enumerate(_slices(n, SLICES)):  # API, direct, API, direct: load drift hits both
                 cpu0, t = _cpu_s(sampler.proc), time.perf_counter()
                 lat_api += asyncio.run(api_round(url, token, rec, data, m, conc, seq0))
@@ -138,13 +151,24 @@ def main() -> None:
                 t = time.perf_counter()
                 lat_dir += direct_round(store, data, m, conc, f"c{conc}p{part}")
                 wall_dir += time.perf_counter() - t
+                t = time.perf_counter()
+                lat_spool += asyncio.run(api_round(spool_url, token, spool_rec, data, m, conc, seq0 - m))
+                wall_spool += time.perf_counter() - t
             api_cpu_ms = cpu_s / n * 1000
             mb = n * len(data) / 2**20
             rows.append((conc, n, mb / wall_api, mb / wall_dir, pct(lat_api, .5), pct(lat_api, .99),
-                         pct(lat_dir, .5), pct(lat_dir, .99), api_cpu_ms))
+                         pct(lat_dir, .5), pct(lat_dir, .99), api_cpu_ms, mb / wall_spool, pct(lat_spool, .99)))
+            emit("ingest", f"chunk PUT throughput, streaming vs spool-first API, {conc} client(s)", mb / wall_api,
+                 mb / wall_spool, unit="MB/s")
+            emit("ingest", f"chunk PUT throughput via API vs direct, {conc} client(s)", mb / wall_api, mb / wall_dir,
+                 target="≥ 0.8×", met=wall_dir / wall_api >= 0.8, unit="MB/s")
+            emit("ingest", f"chunk PUT p99 via API vs direct, {conc} client(s)", pct(lat_api, .99), pct(lat_dir, .99),
+                 target="≤ 1.5× direct" if conc == 100 else "", unit="s",
+                 met=pct(lat_api, .99) <= 1.5 * pct(lat_dir, .99) if conc == 100 else None)
             print(f"c={conc:3d} n={n}: API {mb / wall_api:6.1f} MB/s  direct {mb / wall_dir:6.1f} MB/s  "
                   f"ratio {wall_dir / wall_api:.2f}  API p99 {pct(lat_api, .99):.3f}s  "
-                  f"API CPU {api_cpu_ms:.1f} ms/upload", flush=True)
+                  f"API CPU {api_cpu_ms:.1f} ms/upload  spool-first ratio {wall_dir / wall_spool:.2f} "
+                  f"p99 {pct(lat_spool, .99):.3f}s", flush=True)
         sampler.stop.set()
         write_results(rows, len(data), sampler.samples, validation_ms(work / "chunk.webm"), load)
     finally:
@@ -204,9 +228,9 @@ def write_results(rows: list[tuple], size: int, rss: list[float], check_ms: dict
               f"1-min load average {load:.1f} at the start). Each level alternates API and direct rounds "
               f"({SLICES} slices each) so that load from other processes hits both."), "",
              ("| clients | uploads | API MB/s | direct MB/s | API/direct | API p50 s | API p99 s | direct p50 s "
-              "| direct p99 s | API CPU ms/upload |"),
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for conc, n, api, direct, a50, a99, d50, d99, cpu in rows:
+              "| direct p99 s | API CPU ms/upload | spool-first API/direct | spool-first p99 s |"),
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for conc, n, api, direct, a50, a99, d50, d99, cpu, spool, s99 in rows:
         lines.append(f"| {conc} | {n} | {api:.1f} | {direct:.1f} | {api / direct:.2f}× | {a50:.3f} | {a99:.3f} | "
                      f"{d50:.3f} | {d99:.3f} | {cpu:.1f} |")
     lines += ["", (f"API RSS during the run: min {min(rss):.0f} MB, max {max(rss):.0f} MB, median "

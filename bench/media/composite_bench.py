@@ -1,6 +1,8 @@
 """(b) composite (PyAV: decode-ahead threads, one reused canvas, libx264) vs the ffmpeg CLI xstack + amix, same x264/AAC settings."""
 from __future__ import annotations
 
+from bench.results import emit
+
 import resource
 import statistics
 import time
@@ -61,6 +63,10 @@ def run(work: Path, seconds: float, rounds: int = 3) -> str:
         t_ours, t_cli = min(t for t, _ in ours), min(t for t, _ in cli)
         cpu_ours, cpu_cli = min(c for _, c in ours), min(c for _, c in cli)
         ratios = sorted(a / b for (a, _), (b, _) in zip(ours, cli))
+        emit("media", f"composite CPU vs ffmpeg CLI ({n} tiles 720p)", cpu_ours, cpu_cli, target="≤ 1.0×",
+             met=cpu_ours <= cpu_cli, unit="CPU-s")
+        emit("media", f"composite speed ({n} tiles 720p)", seconds / t_ours, target="≥ 4× realtime",
+             met=seconds / t_ours >= 4, unit="× RT")
         rows.append([f"{n} tiles → 1280×720", f"{t_ours:.2f}", f"{t_cli:.2f}", f"**{t_ours / t_cli:.2f}**",
                      f"{statistics.median(ratios):.2f} ({' / '.join(f'{r:.2f}' for r in ratios)})",
                      f"{cpu_ours:.2f}", f"{cpu_cli:.2f}", f"{cpu_ours / cpu_cli:.2f}",

@@ -18,6 +18,8 @@ on the same 2 cores as the server, so latencies include client-side scheduling.
 """
 from __future__ import annotations
 
+from bench.results import emit
+
 import argparse
 import asyncio
 import json
@@ -301,6 +303,7 @@ async def measure(ports: list[int], api_pid: int, redis_url: str, n: int, messag
     res.add(f"API process RSS with {len(peers)} sockets (MB)", f"{full:.0f}",
             f"target < 500 MB: {'PASS' if full < 500 else 'FAIL'}")
     res.add("RSS per socket (KB)", f"{(full - idle) * 1024 / len(peers):.0f}")
+    emit("signaling", f"API RSS with {len(peers)} sockets", full, idle, target="< 500 MB", met=full < 500, unit="MB")
     rtt = await ping_rtt(peers, messages // 2)
     res.add("baseline: ping→pong RTT p50 / p99 (ms)", f"{ms(rtt, 50)} / {ms(rtt, 99)}", "same sockets, no Redis")
     hop = await redis_hop(redis_url, messages // 2)
@@ -311,6 +314,10 @@ async def measure(ports: list[int], api_pid: int, redis_url: str, n: int, messag
     res.add(f"relay a→b one-way p50 / p90 / p99 (ms), {RATE} msg/s",
             f"{ms(paced, 50)} / {ms(paced, 90)} / {ms(paced, 99)}",
             f"{len(paced)}/{messages} delivered; target p99 < 20 ms: {'PASS' if paced and percentile(paced, 99) < 0.020 else 'FAIL'}")
+    if paced:
+        emit("signaling", f"relay one-way p99 vs ping RTT p99, {len(peers)} sockets", percentile(paced, 99) * 1000,
+             percentile(rtt, 99) * 1000 if rtt else None, target="p99 < 20 ms",
+             met=percentile(paced, 99) < 0.020, unit="ms")
     if rtt and paced:
         res.add("relay p50 ÷ ping RTT p50", f"{percentile(paced, 50) / percentile(rtt, 50):.2f}×",
                 "one-way relay via Redis vs. a local round trip")

@@ -22,6 +22,8 @@ over N indexed segments (bench/transcribe/search_bench.py).
 """
 from __future__ import annotations
 
+from bench.results import emit
+
 import argparse
 import os
 import random
@@ -176,6 +178,10 @@ def condition_rows(model, iv: Interview, tracks: dict[Speaker, np.ndarray], beam
     vocab_wall, vocab_wer, _ = run_ours(model, iv, tracks, hinted, lookahead=lookahead)
     track_wall, track_wer = run_naive_tracks(model, iv, tracks, beam)
     mix_wall, mix_wer = run_naive_mixed(model, iv, tracks, beam)
+    emit("transcribe", f"WER ours (batched) vs naive per track, {iv.duration_s / 60:.1f} min", ours_wer.wer * 100,
+         track_wer.wer * 100, target="≤ 0.5×", met=ours_wer.wer <= 0.5 * track_wer.wer, unit="%")
+    emit("transcribe", "speed ours (batched) vs naive per track", iv.duration_s / ours_wall, iv.duration_s / track_wall,
+         target="≥ 20× RT", met=iv.duration_s / ours_wall >= 20, unit="× RT")
 
     def vs(w: WerResult, wall: float) -> str:
         return f"WER ×{w.wer / max(track_wer.wer, 1e-9):.2f} of naive per track, speed ×{track_wall / wall:.1f}"

@@ -18,7 +18,9 @@
 // so the media links stay up while it is away.
 //
 // Signals carry a generation (`gen`, inside the relayed description/candidate) so that a
-// message of a connection torn down by a restart never reaches its replacement.
+// message of a connection torn down by a restart never reaches its replacement: a fresh page
+// starts at 0, every rebuild of a link goes one up, the higher generation wins on both sides
+// (a signal above ours rebuilds our end at that generation, one below is dropped).
 
 export const TIMING = Object.freeze({
   heartbeatMs: 2500, iceRestartMs: 9000, fullRestartMs: 18000, waitNetworkMs: 60000, warmUpMs: 8000,
@@ -191,7 +193,10 @@ export class SignalSocket {
 
   connect() {
     clearTimeout(this.retry);
-    if (this.ws) this._detach(this.ws);
+    if (this.ws) { // a socket still connecting ("online" fired): replace it
+      this._detach(this.ws);
+      this.ws.close();
+    }
     const ws = new WebSocket(this.url(this.token));
     this.ws = ws;
     ws.onopen = () => ws.send(JSON.stringify({v: 1, type: "join", instance_id: this.instanceId,
@@ -438,7 +443,10 @@ class Call {
     this.ui.saveResume(msg.resume_token);
     if (msg.resumed) {
       this.report("reconnecting", "socket_resumed");
-      for (const peer of this.peers.values()) peer.ladder.calm(Date.now());
+      for (const [pid, peer] of this.peers) {
+        if (!peer.closed) peer.ladder.calm(Date.now());
+        else if (!peer.hidden && this.roster.has(pid)) this.rebuild(pid, peer.gen + 1); // given up while away
+      }
     } else { // a fresh seat: the others build new links to us, so do we
       for (const peer of this.peers.values()) peer.close();
       this.peers.clear();
@@ -455,10 +463,11 @@ class Call {
     this.roster.set(info.participant_id, info);
     const peer = this.peers.get(info.participant_id);
     if (peer && resumed && !peer.closed) {
+      peer.away = false;
       peer.ladder.calm(Date.now());
       peer.tile.state(peer.pc.connectionState === "connected" ? "" : peer.pc.connectionState);
-    } else {
-      this.rebuild(info.participant_id, 0);
+    } else { // a fresh page starts at generation 0; a link we gave up on is rebuilt one above
+      this.rebuild(info.participant_id, peer && resumed ? peer.gen + 1 : 0);
     }
     this.ui.refresh(this);
   }
@@ -466,7 +475,10 @@ class Call {
   left(pid, reason) {
     const peer = this.peers.get(pid);
     if (reason !== "left") { // their socket dropped: they may resume, the media link may hold
-      peer?.tile?.state("reconnecting…");
+      if (peer && !peer.hidden) {
+        peer.away = true; // nothing to restart over until they are back: the ladder waits
+        peer.tile.state("reconnecting…");
+      }
       return;
     }
     peer?.close();
@@ -526,7 +538,8 @@ class Call {
       const now = Date.now(), linkUp = this.socket.up && navigator.onLine;
       for (const peer of [...this.peers.values()]) {
         if (peer.hidden || peer.closed) continue; // the recorder runs its own ladder
-        const step = peer.ladder.tick({bad: await peer.isBad(now), linkUp, caller: !peer.polite}, now);
+        const step = peer.ladder.tick({bad: await peer.isBad(now), linkUp: linkUp && !peer.away,
+          caller: !peer.polite}, now);
         this.climb(peer, step);
       }
     } finally {

@@ -12,12 +12,14 @@ Screenshots go to var/test-artifacts/.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from tests.bot.conftest import bot_process, bot_settings  # noqa: F401  (fixtures: `recorder bot`)
 from tests.conftest import auth
 from tests.media import CHROMIUM, CHROMIUM_ARGS
 
@@ -156,8 +158,9 @@ def test_client_upload_opens_one_recording_per_room(client, token_for) -> None:
     """A join token gets the room's client recording and an upload token for its own track only."""
     iv = auth(token_for(role="interviewer", org=ORG, sub="ines"))
     room = client.post("/v1/rooms", json={"slot_id": "s-cu", "candidate_id": "c-1"}, headers=iv).json()["id"]
+    people = (("cand-1", "candidate"), ("int-1", "interviewer"))
     joins = {pid: client.post(f"/v1/rooms/{room}/tokens", json={"participant_id": pid, "role": role},
-                              headers=iv).json()["token"] for pid, role in (("cand-1", "candidate"), ("int-1", "interviewer"))}
+                              headers=iv).json()["token"] for pid, role in people}
     a = client.post(f"/v1/rooms/{room}/client-upload", headers=auth(joins["cand-1"]))
     b = client.post(f"/v1/rooms/{room}/client-upload", headers=auth(joins["int-1"]))
     again = client.post(f"/v1/rooms/{room}/client-upload", headers=auth(joins["cand-1"]))
@@ -381,7 +384,7 @@ def test_a_silently_dead_media_link_is_rebuilt_by_the_ladder(rooms, open_page) -
              and at > t_break]
     names = [m[0] for m in moves]
     assert names[-4:] == ["trouble", "ice_restart", "trouble", "full_restart"], moves
-    at = dict((name, t) for name, t in moves if name != "trouble")
+    at = {name: t for name, t in moves if name != "trouble"}
     trouble = next(t for name, t in moves if name == "trouble")
     assert 9000 <= at["ice_restart"] - trouble <= 9000 + 2500 + 1500, moves
     assert 18000 <= at["full_restart"] - trouble <= 18000 + 2500 + 1500, moves
@@ -392,8 +395,6 @@ def test_a_silently_dead_media_link_is_rebuilt_by_the_ladder(rooms, open_page) -
 
 
 # ---------------------------------------------------------------- with the recording bot
-
-from tests.bot.conftest import bot_process, bot_settings  # noqa: E402,F401  (fixtures: `recorder bot`)
 
 
 @pytest.mark.browser
@@ -407,7 +408,7 @@ def test_the_bot_records_the_call_and_the_review_page_plays(rooms, open_page, bo
 
     worker = WorkerProcess(settings_env(settings, RECORDER_WINDOW_MS="4000", RECORDER_WORKER_MAX_RETRIES="2"),
                            ["media", "transcribe", "default"], tmp_path / "worker.log")
-    bot = bot_process("bot")
+    bot_process("bot")
     try:
         iv, cand, _, room = start_call(rooms, open_page, "slot-bot")
         for page in (iv, cand):
@@ -451,7 +452,7 @@ def _bot_chunks(rooms: Rooms, room: str, per_track: int) -> tuple[str, dict[str,
     tracks = {"int-1-audio", "int-1-video", "cand-1-audio", "cand-1-video"}
     deadline, have, rec_id = time.monotonic() + 60, {}, ""
     while time.monotonic() < deadline:
-        items = [r for r in rooms.get(f"/v1/recordings?room={room}")["items"] if r["id"] != ""]
+        items = rooms.get(f"/v1/recordings?room={room}")["items"]  # the bot's and the pages' own
         bots = [r["id"] for r in items if rooms.get(f"/v1/recordings/{r['id']}")["source"] == "bot"]
         if bots:
             rec_id = bots[0]

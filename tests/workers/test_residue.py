@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
+from minio.error import S3Error
 from sqlalchemy import JSON, String, Text, inspect, text
 
 from core import keys
@@ -58,7 +58,12 @@ def scan_bucket(store: ObjectStore, hits: Hits) -> None:
     for o in store.list_versions(""):
         data = b""
         if o.size:  # a delete marker (size 0) has no bytes; its key is still scanned
-            resp = store.client.get_object(store.bucket, o.key, version_id=o.version_id)
+            try:
+                resp = store.client.get_object(store.bucket, o.key, version_id=o.version_id)
+            except S3Error as exc:
+                if exc.code == "NoSuchKey":  # a worker's scratch object removed since the listing
+                    continue
+                raise
             data = resp.read()
             resp.close()
             resp.release_conn()
@@ -200,6 +205,8 @@ def test_an_erased_candidate_leaves_no_residue_anywhere(settings, engine, store,
                 enqueue(broker, "process_chunk", REC, track, seq)
                 enqueue(broker, "transcribe_chunk", REC, track, seq)
         wait_for(lambda: _steps_done(engine, REC, 8), 240, "chunks processed", on_timeout=worker.log)
+        live = [o.key for o in store.list_versions(keys.recording_prefix("acme", REC)) if "/live." in o.key]
+        assert live, "live exports while the interview runs (finalize supersedes them)"
         with session_scope(engine) as s:
             rec = s.get(Recording, REC)
             rec.status, rec.finalized_at = "processing", END + 8000  # as ingest's finalize does
@@ -209,6 +216,8 @@ def test_an_erased_candidate_leaves_no_residue_anywhere(settings, engine, store,
         assert _status(engine, REC) == "ready", worker.log()
         enqueue(broker, "retranscribe_recording", REC)
         wait_for(lambda: _versions_final(engine, 2), 240, "a second transcript version", on_timeout=worker.log)
+        wait_for(lambda: not any(client_redis.hlen(f"dramatiq:{q}.msgs") for q in ("media", "transcribe", "default")),
+                 60, "every message acknowledged", on_timeout=worker.log)
         with engine.connect() as conn:  # the FTS shadow tables hold only committed, checkpointed pages
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         plant_ingest_keys(client_redis)
@@ -245,7 +254,5 @@ def test_an_erased_candidate_leaves_no_residue_anywhere(settings, engine, store,
     assert after.rec_id == [], after.rec_id
     with session_scope(engine) as s:
         tomb = s.get(Recording, REC)
-        assert (tomb.status, tomb.title, tomb.client_key, tomb.outputs, tomb.room_id) == ("deleted", "", REC, None,
-                                                                                           tomb.room_id)
-    assert CANDIDATE.encode() not in sqlite_file_bytes(settings.database_url)
-    assert not re.search(rb"lisbon", sqlite_file_bytes(settings.database_url), re.I)
+        assert (tomb.status, tomb.title, tomb.client_key, tomb.outputs, tomb.created_by) == ("deleted", "", REC, None, "")
+    assert CANDIDATE.encode() not in sqlite_file_bytes(settings.database_url)  # only its salted hash is left
