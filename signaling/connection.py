@@ -85,6 +85,7 @@ class Connection:
         self.held: list[tuple[int, str, str]] | None = []
         self.sent_seq = 0
         self.unanswered = 0
+        self.resume_issued = time.time()  # when the client last got a resume token (joined / ping)
         self.instance = ""
         self.seated = False
         self.explicit = False
@@ -109,7 +110,14 @@ class Connection:
             self.finish(p.CLOSE_HEARTBEAT, "timeout")
             return
         self.unanswered += 1
-        self._put(f'{{"v":1,"type":"ping","ts":{time.time():.3f}}}')
+        now = time.time()
+        if now - self.resume_issued < self.sig.cfg.resume_window_s / 2:
+            self._put(f'{{"v":1,"type":"ping","ts":{now:.3f}}}')
+            return
+        # the resume token outlives the resume window by a minute only: renew it while the
+        # socket lives, so a drop late in a long interview can still take the seat back
+        self.resume_issued = now
+        self._put(p.Ping(ts=round(now, 3), resume_token=self.sig.resume_token(self.who)).dumps())
 
     def shutdown(self, code: int, reason: str) -> None:
         self.finish(code, reason)
@@ -239,6 +247,7 @@ class Connection:
         after = seat.last_seq
         if resumed:
             after = join.last_seq if join.last_seq is not None else seat.sent_seq
+        self.resume_issued = time.time()
         self.send(p.Joined(room_id=who.room_id, participant_id=who.participant_id, instance_id=join.instance_id,
                            resumed=resumed, participants=others, last_seq=after, heartbeat_s=sig.cfg.heartbeat_s,
                            resume_token=sig.resume_token(who)))

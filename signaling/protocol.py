@@ -128,8 +128,11 @@ class Restart(_Message):
 
 
 class Ping(_Message):
+    """Heartbeat. From the server it may carry a renewed `resume_token` (long calls)."""
+
     type: Literal["ping"] = "ping"
     ts: float | None = None
+    resume_token: str | None = None
 
 
 class Pong(_Message):

@@ -110,13 +110,16 @@ class Stack:
         self.workers.append(self.worker)
         return self.worker
 
-    def replace_worker(self, kill: bool = True, **extra: str) -> None:
-        """Kill (SIGKILL) or stop the worker, start a new one; hand it the dead one's messages."""
+    def replace_worker(self, kill: bool = True, **extra: str) -> int:
+        """Kill (SIGKILL) or stop the worker, start a new one; hand it the dead one's messages
+        (returns how many were requeued)."""
         ids = heartbeat_ids(self.settings.redis_url)
-        self.worker.kill() if kill else self.worker.stop()
-        self.start_worker(**extra)
         if kill:
-            requeue_lost(self.settings.redis_url, ids)
+            self.worker.kill()
+        else:
+            self.worker.stop()
+        self.start_worker(**extra)
+        return requeue_lost(self.settings.redis_url, ids) if kill else 0
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.log_path.name}\n{w.log()}" for w in self.workers)

@@ -100,8 +100,9 @@ def dilate(mask: np.ndarray, k: int) -> np.ndarray:
     """True within `k` frames of a True frame."""
     if k <= 0 or not mask.any():
         return mask.copy()
-    kernel = np.ones(2 * k + 1)
-    return np.convolve(mask.astype(float), kernel, mode="same") > 0
+    # pad so the window never exceeds the signal (np.convolve "same" returns the longer of the two)
+    padded = np.pad(mask.astype(float), k)
+    return np.convolve(padded, np.ones(2 * k + 1), mode="valid") > 0
 
 
 def leak_mask(own: np.ndarray, others: np.ndarray, opts: LeakOptions = LeakOptions()) -> np.ndarray:

@@ -222,17 +222,19 @@ def write_results(rows: list[tuple], size: int, rss: list[float], check_ms: dict
                   load: float) -> None:
     """Rewrite the generated part of RESULTS.md; hand-written notes after NOTES are kept."""
     lines = ["# bench/ingest", "",
-             (f"Chunk: {size / 2**20:.2f} MB real WebM (VP8+Opus, 30 s). API = `recorder api` (uvicorn, 1 process) "
+             (f"Chunk: {size / 2**20:.2f} MB real WebM (VP8+Opus, 30 s). API = `recorder api` (uvicorn, 1 process; the body "
+              "is streamed to a staging object while received, then server-side copied to the chunk key; "
+              "spool-first = the same API with `RECORDER_INGEST_STREAM_TO_S3=false`: spool to disk, then PUT) "
               "on SQLite + redis-server + SeaweedFS `weed mini`; direct = minio SDK `put_object` of the same bytes "
               "to the same S3 server. Same run, same machine (2 cores: client, API and S3 server share them; "
-              f"1-min load average {load:.1f} at the start). Each level alternates API and direct rounds "
-              f"({SLICES} slices each) so that load from other processes hits both."), "",
+              f"1-min load average {load:.1f} at the start). Each level alternates API, direct and spool-first rounds "
+              f"({SLICES} slices each) so that load from other processes hits all three."), "",
              ("| clients | uploads | API MB/s | direct MB/s | API/direct | API p50 s | API p99 s | direct p50 s "
               "| direct p99 s | API CPU ms/upload | spool-first API/direct | spool-first p99 s |"),
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for conc, n, api, direct, a50, a99, d50, d99, cpu, spool, s99 in rows:
         lines.append(f"| {conc} | {n} | {api:.1f} | {direct:.1f} | {api / direct:.2f}× | {a50:.3f} | {a99:.3f} | "
-                     f"{d50:.3f} | {d99:.3f} | {cpu:.1f} |")
+                     f"{d50:.3f} | {d99:.3f} | {cpu:.1f} | {spool / direct:.2f}× | {s99:.3f} |")
     lines += ["", (f"API RSS during the run: min {min(rss):.0f} MB, max {max(rss):.0f} MB, median "
                    f"{statistics.median(rss):.0f} MB ({len(rss)} samples) — bodies are spooled to disk, not memory."),
               "", ("Validating this chunk (median CPU incl. child processes): structural walk "

@@ -23,6 +23,7 @@ from transcribe.wer import WerResult, wer
 
 SR = 16_000
 PEOPLE = (INTERVIEWER, CANDIDATE)
+CORES = 2  # × realtime from CPU time: what the run would take with both cores to itself
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Result:
     per_speaker: dict[str, WerResult]
     heard_s: float = 0.0
     segments: list[Segment] | None = None
+    cpu: float = 0.0  # CPU seconds of this process (every model thread included)
 
     @property
     def total(self) -> WerResult:
@@ -44,7 +46,7 @@ def chunked_levels(samples: np.ndarray, first_s: float, chunk_s: float = 30.0) -
 
 
 def run_ours(model, talk: Conversation, opts: TrackOptions, lookahead: int, gate: bool = True) -> Result:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     segments, heard = [], 0.0
     for k, sp in enumerate(PEOPLE):
         others = chunked_levels(talk.tracks[PEOPLE[1 - k]], 7.0 + 11.0 * k) if gate else []
@@ -55,17 +57,17 @@ def run_ours(model, talk: Conversation, opts: TrackOptions, lookahead: int, gate
     texts = {sp.display_name: wer(talk.reference(sp), " ".join(s.text for s in merged
                                                                if s.speaker == sp and not s.suppressed))
              for sp in PEOPLE}
-    return Result(wall, texts, heard, merged)
+    return Result(wall, texts, heard, merged, time.process_time() - cpu)
 
 
 def run_naive(model, talk: Conversation, beam: int, vad_filter: bool) -> Result:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     texts = {}
     for sp in PEOPLE:
         segs, _ = model.transcribe(talk.tracks[sp], language="en", beam_size=beam, word_timestamps=True,
                                    vad_filter=vad_filter)
         texts[sp.display_name] = wer(talk.reference(sp), " ".join(s.text for s in segs))
-    return Result(time.perf_counter() - started, texts)
+    return Result(time.perf_counter() - started, texts, cpu=time.process_time() - cpu)
 
 
 def timing_of(talk: Conversation, segments: list[Segment]) -> str:
@@ -90,7 +92,8 @@ def timing_of(talk: Conversation, segments: list[Segment]) -> str:
 def row(name: str, talk: Conversation, r: Result, note: str = "") -> str:
     d, c = r.per_speaker[INTERVIEWER.display_name], r.per_speaker[CANDIDATE.display_name]
     heard = f"{r.heard_s:.0f}" if r.heard_s else "all"
-    return (f"| {name} | {r.wall:.1f} | {talk.duration_s / r.wall:.1f}× | {d.wer * 100:.1f}% | {c.wer * 100:.1f}% "
+    return (f"| {name} | {r.wall:.1f} | {talk.duration_s / r.wall:.1f}× | {r.cpu:.1f} | "
+            f"{talk.duration_s * CORES / r.cpu:.1f}× | {d.wer * 100:.1f}% | {c.wer * 100:.1f}% "
             f"| {r.total.wer * 100:.1f}% | {heard} | {note} |")
 
 
@@ -118,8 +121,9 @@ def natural_table(model, beam: int, lookahead: int, workdir: Path) -> list[str]:
         f"voice + pink noise at −50 dBFS + the other voice 30 dB down, 12 ms late. Synthesis took {made:.1f} s "
         f"(cached after the first run). Model tiny.en int8, beam {beam}.",
         "",
-        "| pipeline | wall s | × realtime | WER interviewer | WER candidate | WER both | speech to model (s) | vs naive |",
-        "|---|---|---|---|---|---|---|---|",
+        "| pipeline | wall s | × realtime | CPU s | × realtime on 2 idle cores (CPU) | WER interviewer "
+        "| WER candidate | WER both | speech to model (s) | vs naive |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         row(f"ours, batched ({lookahead} chunks), leak gate", talk, ours, vs(ours)),
         row("ours, live (chunk by chunk), leak gate", talk, live, vs(live)),
         row("ours, batched, no leak gate (other track missing: the fallback)", talk, ungated, vs(ungated)),
@@ -129,7 +133,8 @@ def natural_table(model, beam: int, lookahead: int, workdir: Path) -> list[str]:
         row("naive faster-whisper per track, vad_filter on (Silero)", talk, naive_on, vs(naive_on)),
         "",
         f"Leak gate: {ungated.heard_s - ours.heard_s:.0f} s less audio to the model "
-        f"({ungated.heard_s:.0f} → {ours.heard_s:.0f} s), wall {ungated.wall:.1f} → {ours.wall:.1f} s.",
+        f"({ungated.heard_s:.0f} → {ours.heard_s:.0f} s), wall {ungated.wall:.1f} → {ours.wall:.1f} s, "
+        f"CPU {ungated.cpu:.1f} → {ours.cpu:.1f} s.",
         "",
         f"Timing, ours with the gate: {timing_of(talk, ours.segments)}.",
         f"Timing, ours without the gate: {timing_of(talk, ungated.segments)}.",

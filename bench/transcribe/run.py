@@ -205,8 +205,8 @@ def natural_section(model, beam: int, lookahead: int) -> list[str]:
     load_before = os.getloadavg()[0]
     lines = ["### Natural voices, microphone tracks (neural + HTS voice, noise floor, leak)", ""]
     lines += natural_table(model, beam, lookahead, NATURAL_CACHE)
-    return lines + ["", f"Machine load average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
-                        f"on {os.cpu_count()} cores."]
+    return lines + ["", f"Machine load average (1 min) before/after these rows: {load_before:.1f} / "
+                        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."]
 
 
 def transcription_table(minutes: float, threads: int, replicas: int, beam: int, lookahead: int) -> list[str]:

@@ -175,8 +175,8 @@ export class Negotiator {
 
 /** The signaling WebSocket: join/resume, heartbeat, reconnect with backoff, an outbox while away. */
 export class SignalSocket {
-  constructor({url, token, onMessage, onState, timing = TIMING}) {
-    Object.assign(this, {url, token, onMessage, onState, timing});
+  constructor({url, token, onMessage, onState, timing = TIMING, onResumeToken = null}) {
+    Object.assign(this, {url, token, onMessage, onState, timing, onResumeToken});
     this.instanceId = randomId();
     this.lastSeq = null;
     this.ws = null;
@@ -233,7 +233,11 @@ export class SignalSocket {
     let msg;
     try { msg = JSON.parse(raw); } catch (_) { return; }
     if (typeof msg.seq === "number") this.lastSeq = Math.max(this.lastSeq ?? 0, msg.seq);
-    if (msg.type === "ping") { this.ws.send(JSON.stringify({v: 1, type: "pong", ts: msg.ts})); return; }
+    if (msg.type === "ping") {
+      this.ws.send(JSON.stringify({v: 1, type: "pong", ts: msg.ts}));
+      if (msg.resume_token) { this.token = msg.resume_token; this.onResumeToken?.(msg.resume_token); } // renewed in long calls
+      return;
+    }
     if (msg.type === "pong") return;
     if (msg.type === "joined") this._joined(msg);
     if (msg.type === "error") this.lastError = msg;
@@ -420,7 +424,8 @@ class Call {
     this.ui.showCall(this);
     const base = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
     this.socket = new SignalSocket({url: t => `${base}/v1/signal?token=${encodeURIComponent(t)}`, token: this.token,
-      onMessage: m => this.onMessage(m), onState: (s, d) => this.onSocket(s, d), timing: this.timing});
+      onMessage: m => this.onMessage(m), onState: (s, d) => this.onSocket(s, d), timing: this.timing,
+      onResumeToken: t => this.ui.saveResume(t)});
     this.socket.connect();
     this.ticker = setInterval(() => this.tick(), this.timing.heartbeatMs);
     this.onPageHide = () => this.hangUp();

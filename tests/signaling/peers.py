@@ -36,6 +36,7 @@ class SignalClient:
         self.instance_id = uuid.uuid4().hex[:12]
         self.closed = asyncio.Event()
         self.close_code: int | None = None
+        self.last_ping: Any = None  # the server's latest heartbeat (may carry a renewed resume token)
         self._reader: asyncio.Task | None = None
 
     async def open(self) -> SignalClient:
@@ -107,6 +108,7 @@ class SignalClient:
                 if msg.seq is not None:
                     self.last_seq = max(self.last_seq, msg.seq)
                 if isinstance(msg, p.Ping):
+                    self.last_ping = msg
                     if self.answer_pings:
                         await self.ws.send(p.Pong(ts=msg.ts).dumps())
                     continue

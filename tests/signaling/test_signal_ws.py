@@ -253,3 +253,31 @@ def test_join_after_end_is_refused(server, api_token):
         assert await c.wait_closed() == p.CLOSE_ROOM_ENDED
 
     asyncio.run(scenario())
+
+
+def test_long_calls_get_a_renewed_resume_token_with_the_heartbeat(make_server, api_token) -> None:
+    """The resume token outlives the resume window by a minute only: the server renews it
+    on the heartbeat once half its window has passed, so a drop late in a long call can
+    still take the seat back."""
+    from core.auth import verify_token
+
+    server = make_server(resume_window_s=4, signal_heartbeat_s=1.0)
+    room = new_room(server.base_url, api_token())
+    tok = join_token(server.base_url, api_token(), room["id"], "cand-1")["token"]
+
+    async def scenario() -> None:
+        client = SignalClient(server.ws_url(tok))
+        joined = await client.join()
+        first = joined.resume_token
+        async with asyncio.timeout(15):
+            while client.last_ping is None or client.last_ping.resume_token is None:
+                await asyncio.sleep(0.1)
+        renewed = client.last_ping.resume_token
+        s = server.settings
+        a, b = verify_token(s.jwt_secret, first, issuer=s.jwt_issuer), verify_token(s.jwt_secret, renewed,
+                                                                                     issuer=s.jwt_issuer)
+        assert (b.scope, b.room_id, b.participant_id) == ("join", room["id"], "cand-1")
+        assert b.claims["exp"] > a.claims["exp"]
+        await client.close()
+
+    asyncio.run(scenario())

@@ -114,3 +114,17 @@ def test_two_people_in_one_loud_room_are_not_gated() -> None:
     alice = mic(a, b, rng, leak_db=-6.0)
     own = leak.envelope(alice, 0).db
     assert not leak.leak_mask(own, leak.envelope(mic(b, a, rng, leak_db=-6.0), 0).on_grid(0, own.size, 30)).any()
+
+
+def test_dilate_keeps_the_length_of_blocks_shorter_than_its_window() -> None:
+    """A block of a few frames (a short chunk's tail) must not grow to the window's length."""
+    import numpy as np
+
+    from transcribe.leak import dilate
+
+    for n in (1, 3, 10, 16, 17, 40):
+        mask = np.zeros(n, bool)
+        mask[n // 2] = True
+        out = dilate(mask, 8)
+        assert out.shape == (n,) and out[n // 2]
+        assert out.sum() == min(n, n // 2 + 9) - max(0, n // 2 - 8)
