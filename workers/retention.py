@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-import dramatiq
 import redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -46,23 +44,20 @@ from core.logging import bound, get_logger
 from core.models import (DeletionReceipt, ErasureRequest, ManifestItem, OrgSettings, Recording,
                          RecordingTombstone, RetentionManifest, RetentionPolicy)
 from core.models._types import now_ms
-from core.queue import ACTOR_QUEUES, enqueue
+from core.queue import ACTOR_QUEUES
 from core.retention import canonical, due_dates, holding, receipt_body, record_due
 from core.signing import Signer
 from core.storage import ObjectStore
 from workers import broker as res
+from workers import periodic
+from workers.periodic import Chain, KickChain
 from workers.policy import actor
 
 log = get_logger("workers.retention")
 SYSTEM = "system:retention"  # the actor of tick-made manifests and runs
 PURGE_THREADS = 8
-CHAIN_KEY = "retention:tick:chain"
-_CLAIM = """
-local current = redis.call('GET', KEYS[1])
-if current and current ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
+CHAIN = Chain("retention_tick", "retention:tick:chain")
+CHAIN_KEY = CHAIN.key
 
 
 @dataclass
@@ -526,17 +521,8 @@ def _policy_pass(t: Tools, org: str, now: int, skip: bool) -> list[str]:
 
 
 def schedule_next(broker: Any, client: redis.Redis, token: str, interval_s: int) -> Optional[str]:
-    """Enqueue the next tick if `token` is the chain's (as `workers.audit.schedule_next`)."""
-    try:
-        current = client.get(CHAIN_KEY)
-        if current is not None and current.decode() != token:
-            return None
-        nxt = uuid.uuid4().hex
-        enqueue(broker, "retention_tick", nxt, delay_ms=interval_s * 1000)
-        taken = client.eval(_CLAIM, 1, CHAIN_KEY, token, nxt, (3 * interval_s + 60) * 1000)
-    except redis.RedisError as exc:
-        raise QueueError(f"retention tick schedule: {type(exc).__name__}") from exc
-    return nxt if taken else None
+    """Enqueue the next tick if `token` is the chain's (`workers.periodic`)."""
+    return periodic.schedule_next(CHAIN, broker, client, token, interval_s)
 
 
 # ---------------------------------------------------------------- actors
@@ -567,14 +553,4 @@ def sync_legal_holds(org: str, recording_ids: Optional[list[str]] = None) -> Non
         sync_holds(t, org, recording_ids)
 
 
-class KickRetention(dramatiq.Middleware):
-    """Each worker process starts the tick chain when it boots (a no-op if one is alive)."""
-
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        try:
-            enqueue(broker, "retention_tick", "")
-        except QueueError as exc:
-            log.warning("retention_tick_not_kicked", error=exc.message)
-
-
-res.broker.add_middleware(KickRetention())
+res.broker.add_middleware(KickChain(CHAIN, lambda: res.settings.retention_tick_s))
