@@ -17,7 +17,7 @@ def emit(suite: str, metric: str, ours: float | None, baseline: float | None = N
     """Record one headline number of a suite for bench/results/latest.json."""
     ratio = (ours / baseline) if ours is not None and baseline else None
     row = {"suite": suite, "metric": metric, "ours": _round(ours), "baseline": _round(baseline),
-           "ratio": _round(ratio), "target": target, "met": met, "unit": unit}
+           "ratio": _round(ratio), "target": target, "met": None if met is None else bool(met), "unit": unit}
     path = os.environ.get("BENCH_ROWS")
     if path:
         with open(path, "a") as out:
@@ -26,4 +26,4 @@ def emit(suite: str, metric: str, ours: float | None, baseline: float | None = N
 
 
 def _round(x: float | None) -> float | None:
-    return None if x is None else float(f"{x:.4g}")
+    return None if x is None else float(f"{float(x):.4g}")

@@ -33,7 +33,11 @@ ACTOR_QUEUES: dict[str, str] = {
 
 def make_broker(redis_url: str) -> RedisBroker:
     """A Redis broker; set it as Dramatiq's global broker before declaring actors."""
-    broker = RedisBroker(url=redis_url)
+    # Messages of a worker that died (SIGKILL, OOM) go back to the queue once its heartbeat is
+    # 60 s old — but only when a broker command happens to run maintenance, by default 0.1% of
+    # them (minutes on a quiet stack). 5% makes the recovery follow the timeout closely; the
+    # maintenance script is cheap at our message rates.
+    broker = RedisBroker(url=redis_url, maintenance_chance=50_000, heartbeat_timeout=60_000)
     dramatiq.set_broker(broker)
     return broker
 

@@ -148,9 +148,10 @@ class Settings(BaseSettings):
                                   "every org's policy and, where runs are automatic, run it")
     retention_spool_max_age_s: int = Field(86400, ge=600, description="the retention tick removes upload spool "
                                            "files (data_dir/spool) older than this (left by killed uploads)")
-    ingest_stream_to_s3: bool = Field(True, description="send a chunk's body on to a staging object in S3 while "
+    ingest_stream_to_s3: bool = Field(False, description="send a chunk's body on to a staging object in S3 while "
                                       "it is received (then copy it to the chunk key once checked); false = "
-                                      "spool to disk first, then PUT")
+                                      "spool to disk first, then PUT. Off by default: on the local stack "
+                                      "(SeaweedFS, loopback clients) it measured slower (bench/ingest)")
 
     log_level: str = "INFO"
     log_json: bool = True

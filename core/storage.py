@@ -225,13 +225,13 @@ class StreamingPut:
     does not add up) breaks the request off, so the server never keeps the object.
     """
 
-    def __init__(self, store: "ObjectStore", key: str, length: int, content_type: str) -> None:
+    def __init__(self, store: ObjectStore, key: str, length: int, content_type: str) -> None:
         import hashlib
         import queue
         import threading
 
         self.store, self.key, self.length = store, key, length
-        self._pieces: "queue.Queue[list[bytes] | None]" = queue.Queue(maxsize=8)
+        self._pieces: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=8)
         self._md5, self._sent, self._aborted = hashlib.md5(usedforsecurity=False), 0, False
         self._error: BaseException | None = None
         self._etag = ""
@@ -259,7 +259,7 @@ class StreamingPut:
             if resp.status != 200:
                 raise StorageError(f"S3 answered {resp.status} to the streamed PUT of {self.key}")
             self._etag = (resp.headers.get("ETag") or "").strip('"')
-        except BaseException as exc:  # kept for finish(); feed() stops queueing
+        except BaseException as exc:  # noqa: BLE001 — kept for finish(), which translates it; feed() stops
             self._error = exc
             self._aborted = True
             while not self._pieces.empty():
@@ -292,22 +292,23 @@ class StreamingPut:
 
     def abort(self) -> None:
         """Break the request off (the body raises): the server keeps nothing."""
+        import contextlib
+        import queue
+
         self._aborted = True
         if self._thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Full):  # full: the sender takes the next batch and sees the flag
                 self._pieces.put_nowait(_END)
-            except Exception:  # full: the sender drains it and sees the flag
-                pass
         self._thread.join(timeout=30)
 
 
-def begin_put(store: "ObjectStore", key: str, length: int, content_type: str) -> StreamingPut:
+def begin_put(store: ObjectStore, key: str, length: int, content_type: str) -> StreamingPut:
     """Start a PUT of `length` bytes to `key` that is fed while the bytes arrive."""
     with _translated(key):
         return StreamingPut(store, key, length, content_type)
 
 
-def copy_object(store: "ObjectStore", src: str, dst: str) -> None:
+def copy_object(store: ObjectStore, src: str, dst: str) -> None:
     """Server-side copy within the bucket (the bytes do not pass through us)."""
     from minio.commonconfig import CopySource
 

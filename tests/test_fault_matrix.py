@@ -181,9 +181,15 @@ def test_permanent_s3_fault_fails_with_the_reason_then_recovers(stack, interview
     assert status["error"] in ("video processing failed after 3 attempts", "transcription failed after 3 attempts",
                                "video processing failed (storage_unavailable)",
                                "transcription failed (storage_unavailable)"), status["error"]
-    steps = stack.steps(played.rec)
-    assert not [n for n, st in steps.items() if st.status in ("running", "pending")], \
-        {n: (st.status, st.error) for n, st in steps.items()}
+    final = stack.steps(played.rec)["media.final" if status["error"].startswith("video") else "transcript.final"]
+    assert (final.status, final.error) == ("failed", status["error"])
+
+    def unsettled() -> dict:
+        return {n: (st.status, st.error) for n, st in stack.steps(played.rec).items()
+                if st.status in ("running", "pending")}
+
+    # every other step ends too (done or failed with its reason), none left running/pending
+    wait_for(lambda: not unsettled(), 30, "every step settled", interval_s=0.5, on_timeout=lambda: str(unsettled()))
 
 
 def _fill(directory: Path, ballast: Path, leave_bytes: int) -> None:

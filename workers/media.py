@@ -42,11 +42,12 @@ from core.errors import InvalidMedia, NotFound
 from core.logging import bound, get_logger
 from core.models import Chunk, ProcessingStep, Recording, Track
 from core.queue import enqueue
-from core.steps import DONE, FAILED, MEDIA_FINAL, PENDING, RUNNING, WINDOW_PREFIX, chunk_step, parse, window_step
+from core.steps import (DONE, FAILED, MEDIA_FINAL, PENDING, RUNNING, WINDOW_PREFIX, chunk_step, describe, parse,
+                        window_step)
 from core.timeline import to_timeline
 from workers import broker as res
 from workers.policy import actor, step_guard
-from workers.status import mark_step
+from workers.status import give_up, mark_step
 
 log = get_logger("workers.media")
 LOOKBACK_MS = 5000  # VAD warm-up for the active speaker + AAC priming before each window
@@ -269,6 +270,9 @@ def composite_window(recording_id: str, index: int) -> None:
     with bound(recording_id=recording_id, phase=window_step(index)):
         rec, tracks, chunks = _load(recording_id)
         if rec.status not in ("recording", "processing"):
+            # e.g. a retry after the recording failed: end a step left pending/running (a done one stays)
+            give_up(res.engine(), recording_id, window_step(index),
+                    f"{describe(window_step(index))} not run: the recording is {rec.status}")
             return
         _ensure_window(rec, tracks, chunks, index, None)  # records its own failures
 

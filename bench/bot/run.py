@@ -17,8 +17,6 @@ media seconds received. Paths:
 """
 from __future__ import annotations
 
-from bench.results import emit
-
 import argparse
 import asyncio
 import json
@@ -28,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.results import emit
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CACHE = Path(tempfile.gettempdir()) / "recorder-bench-bot"

@@ -1,14 +1,13 @@
 """(b) composite (PyAV: decode-ahead threads, one reused canvas, libx264) vs the ffmpeg CLI xstack + amix, same x264/AAC settings."""
 from __future__ import annotations
 
-from bench.results import emit
-
 import resource
 import statistics
 import time
 from pathlib import Path
 
 from bench.media.common import ffmpeg, interview_clip, table
+from bench.results import emit
 from compositor.composite import CompositeOptions, Participant, composite_window
 from compositor.layout import grid
 from compositor.stitch import Source, stitch

@@ -10,8 +10,6 @@ poster, thumbnail strip, uploads, status.
 """
 from __future__ import annotations
 
-from bench.results import emit
-
 import hashlib
 import json
 import os
@@ -21,6 +19,7 @@ from pathlib import Path
 from minio.commonconfig import CopySource
 
 from bench.media.common import interview_clip, table, timed
+from bench.results import emit
 from recorder.services import free_port, start_redis, start_s3
 
 ACCESS, SECRET, BUCKET, T0 = "bench-access", "bench-secret-key-1", "bench-media", 1_700_000_000_000
@@ -87,7 +86,7 @@ def _precompute(rec_id: str) -> int:
                                   CopySource(BUCKET, keys.output_key("bench", rec_id, f"hls/{seg['uri']}")))
             segs.append({**seg, "uri": uri})
         manifest = {**one, "index": i, "segments": segs,
-                    "fingerprint": media._plan(rec, chunks, i, None)["fingerprint"]}
+                    "fingerprint": media._plan(rec, chunks, i, None).fingerprint}
         st.put_bytes(keys.window_key("bench", rec_id, i, "json"), json.dumps(manifest).encode())
     return n
 

@@ -1,11 +1,10 @@
 """(a) stitch (PyAV remux at real starts) vs `ffmpeg -f concat -c copy` on the same chunks."""
 from __future__ import annotations
 
-from bench.results import emit
-
 from pathlib import Path
 
 from bench.media.common import beep_error_ms, events, ffmpeg, interview_clip, table, timed
+from bench.results import emit
 from compositor.probe import probe
 from compositor.stitch import Source, stitch
 from tests.media import split_chunks

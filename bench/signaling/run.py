@@ -18,8 +18,6 @@ on the same 2 cores as the server, so latencies include client-side scheduling.
 """
 from __future__ import annotations
 
-from bench.results import emit
-
 import argparse
 import asyncio
 import json
@@ -36,6 +34,7 @@ import httpx
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.results import emit
 from core.auth import mint_token
 from core.settings import Settings
 from recorder.services import ManagedProcess, free_port, port_open, start_redis

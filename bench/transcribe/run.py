@@ -22,8 +22,6 @@ over N indexed segments (bench/transcribe/search_bench.py).
 """
 from __future__ import annotations
 
-from bench.results import emit
-
 import argparse
 import os
 import random
@@ -35,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import emit
 from bench.transcribe.script import BACKCHANNELS, PAIRS, TERMS
 from transcribe.audio import decode
 from transcribe.model import DecodeOptions, ModelSpec, load_model

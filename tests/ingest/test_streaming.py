@@ -16,6 +16,12 @@ from tests.ingest.conftest import T0, chunk_headers, create_recording, put, sha,
 
 
 @pytest.fixture
+def settings(settings):
+    """The conftest settings with streaming to S3 on (it is off by default)."""
+    return settings.model_copy(update={"ingest_stream_to_s3": True})
+
+
+@pytest.fixture
 def copies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Every server-side copy the store step makes (the real copy still runs)."""
     seen: list[tuple[str, str]] = []
