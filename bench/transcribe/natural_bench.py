@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import emit
 from bench.transcribe.natural import CANDIDATE, INTERVIEWER, TURNS, Conversation, conversation
 from transcribe import leak
 from transcribe.merge import merge_segments
@@ -112,6 +113,15 @@ def natural_table(model, beam: int, lookahead: int, workdir: Path) -> list[str]:
     second = run_ours(model, talk, replace(base, decode=replace(base.decode, second_pass=True)), lookahead)
     naive_off = run_naive(model, talk, beam, vad_filter=False)
     naive_on = run_naive(model, talk, beam, vad_filter=True)
+
+    for sp in PEOPLE:
+        ours_w, naive_w = ours.per_speaker[sp.display_name].wer, naive_off.per_speaker[sp.display_name].wer
+        emit("transcribe", f"WER ours vs naive (vad_filter off), natural voices, {sp.role}", ours_w * 100,
+             naive_w * 100, target="≤ 0.5×", met=ours_w <= 0.5 * naive_w, unit="%")
+    emit("transcribe", "speed ours (batched, gate) from CPU time, natural voices", talk.duration_s * CORES / ours.cpu,
+         talk.duration_s * CORES / naive_off.cpu, target="≥ 20× RT", met=talk.duration_s * CORES / ours.cpu >= 20,
+         unit="× RT")
+    emit("transcribe", "leak gate: CPU s with vs without", ours.cpu, ungated.cpu, unit="s")
 
     def vs(r: Result) -> str:
         ratios = [r.per_speaker[k].wer / max(naive_off.per_speaker[k].wer, 1e-9) for k in r.per_speaker]

@@ -128,3 +128,14 @@ def test_dilate_keeps_the_length_of_blocks_shorter_than_its_window() -> None:
         out = dilate(mask, 8)
         assert out.shape == (n,) and out[n // 2]
         assert out.sum() == min(n, n // 2 + 9) - max(0, n // 2 - 8)
+
+
+def test_blocks_shorter_than_the_hold_window_keep_their_length() -> None:
+    """A carried tail or a last chunk can be a few frames long (shorter than `hold_ms`)."""
+    rng = np.random.default_rng(6)
+    for seconds in (0.05, 0.1, 0.3):
+        x = mic(place(seconds, []), voice(seconds, rng), rng)
+        g = leak.gate(x, 0.0, [leak.envelope(voice(seconds, rng), 0)])
+        assert g.samples.shape == x.shape
+        talk = np.ones(int(seconds / 0.03), bool)
+        assert leak.dilate(talk, 8).shape == talk.shape and leak.onsets(talk, 0.0) is not None
