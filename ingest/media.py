@@ -88,7 +88,7 @@ def judge(format_name: str, streams: list[dict[str, Any]], declared_s: float | N
     """
     if not streams:
         raise InvalidMedia("no audio or video stream found", code="no_media_streams")
-    if need_frames and not end_s:
+    if need_frames and end_s is None:  # a lone frame at pts 0 ends at 0.0: it has frames
         if declared_s:
             raise InvalidMedia(f"truncated: no frames but declares {declared_s:.2f}s", code="truncated_media")
         raise InvalidMedia("no audio or video frames", code="no_media_frames")

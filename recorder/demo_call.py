@@ -52,7 +52,8 @@ def play_call(stack: LocalStack, media: list[TrackMedia], seconds: float, consol
     ledger = client.get(f"/v1/recordings/{rec}/ledger").json()
     for t in ledger["tracks"]:
         console.print(f"  track {t['track_id']} ({t['role']}): {len(t['chunks'])} segments, "
-                      f"{t['covered_seconds']:.0f} s covered, gaps: {[g['cause'] for g in t['gaps']] or 'none'}")
+                      f"{t['covered_seconds']:.0f} s covered, gaps: {[g['cause'] for g in t['gaps']] or 'none'}",
+                      soft_wrap=True)
     _report(client, stack, rec, status, console)
     return True
 

@@ -276,3 +276,13 @@ def test_fuzzed_mp4_never_crashes_the_walker(mp4_chunks, data) -> None:
 def test_fuzzed_live_webm_never_crashes_the_walker(encoded, data) -> None:
     good = encoded["live.webm"].read_bytes()
     assert _outcome(lambda p: judge_matroska(ebml.read_matroska(p)), _mutate(good, *data.draw(_mutations(len(good)))))
+
+
+def test_a_lone_frame_at_pts_zero_is_media_not_an_empty_file() -> None:
+    """The bot closes a segment right after a key frame: one block at time 0 ends at 0.0 s."""
+    from ingest.media import judge
+
+    streams = [{"codec_type": "video", "codec_name": "vp8"}]
+    assert judge("matroska,webm", streams, None, 0.0, "ebml", need_frames=True).streams == streams
+    with pytest.raises(InvalidMedia):
+        judge("matroska,webm", streams, None, None, "ebml", need_frames=True)  # no block at all
