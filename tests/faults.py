@@ -111,15 +111,17 @@ class Stack:
         return self.worker
 
     def replace_worker(self, kill: bool = True, **extra: str) -> int:
-        """Kill (SIGKILL) or stop the worker, start a new one; hand it the dead one's messages
-        (returns how many were requeued)."""
+        """Kill (SIGKILL) or stop the worker, start a new one; hand it the old one's unacked
+        messages (returns how many were requeued). A graceful stop leaves none behind — unless
+        it outlived its grace period and was killed (a step stuck on a slow dependency), so the
+        hand-over runs after a stop too."""
         ids = heartbeat_ids(self.settings.redis_url)
         if kill:
             self.worker.kill()
         else:
             self.worker.stop()
         self.start_worker(**extra)
-        return requeue_lost(self.settings.redis_url, ids) if kill else 0
+        return requeue_lost(self.settings.redis_url, ids)
 
     def logs(self) -> str:
         return "\n".join(f"--- {w.log_path.name}\n{w.log()}" for w in self.workers)

@@ -189,7 +189,8 @@ def test_permanent_s3_fault_fails_with_the_reason_then_recovers(stack, interview
                 if st.status in ("running", "pending")}
 
     # every other step ends too (done or failed with its reason), none left running/pending
-    wait_for(lambda: not unsettled(), 30, "every step settled", interval_s=0.5, on_timeout=lambda: str(unsettled()))
+    wait_for(lambda: not unsettled(), 60, "every step settled", interval_s=0.5,
+             on_timeout=lambda: f"{unsettled()}\n{stack.logs()}")
 
 
 def _fill(directory: Path, ballast: Path, leave_bytes: int) -> None:

@@ -97,7 +97,7 @@ def record_failure(recording_id: str, step: str, exc: BaseException) -> None:
         if final:
             mark_step(res.engine(), recording_id, step, FAILED, error=failed_message(step, exc))
         else:
-            note_retry(res.engine(), recording_id, step, failed_message(step, exc) + "; retrying")
+            note_retry(res.engine(), recording_id, step, failed_message(step, exc))
     except Exception as secondary:  # noqa: BLE001 (the step's own error goes on to dramatiq)
         log.error("step_status_not_saved", step=step, error_class=type(secondary).__name__)
 

@@ -16,7 +16,7 @@ from core.models import ProcessingStep, Recording
 from core.models._types import now_ms
 from core.errors import QueueError
 from core.logging import get_logger
-from core.steps import DONE, FAILED, FINAL_STEPS, PENDING, RUNNING, TRANSCRIPT_FINAL, is_final
+from core.steps import DONE, FAILED, FINAL_STEPS, PENDING, RUNNING, TRANSCRIPT_FINAL, describe, is_final
 
 log = get_logger("workers.status")
 
@@ -57,6 +57,8 @@ def mark_step(engine: Engine, recording_id: str, step: str, status: str,
         if rec is not None and status == FAILED and is_final(step):
             rec.status, rec.error = "failed", error
             s.add(rec)
+        if failed_now:
+            _settle_waiting(s, recording_id, except_step=step)
     if failed_now and rec is not None:
         announce(engine, rec.org, "recording.failed", recording_id, error=error)
     if status == DONE and newly and step == TRANSCRIPT_FINAL and rec is not None:
@@ -75,11 +77,32 @@ def _status(engine: Engine, recording_id: str, step: str) -> str | None:
         return row.status if row is not None else PENDING
 
 
-def note_retry(engine: Engine, recording_id: str, step: str, error: str) -> None:
-    """A transient failure: the step waits for its retry (`pending`, with why). A step
-    already `done` (by another message) stays done."""
-    if _status(engine, recording_id, step) not in (None, DONE):
-        mark_step(engine, recording_id, step, PENDING, error=error)
+def _settle_waiting(s, recording_id: str, except_step: str) -> None:
+    """The recording just failed: steps still waiting (`pending`) will not run for it — end
+    them as `failed`, saying so, so that no step of a failed recording waits forever (a
+    window that finalize tried inline has no message of its own to end it). A `running`
+    step ends itself: its message finishes, or sees the failed recording and gives up."""
+    rows = s.exec(select(ProcessingStep).where(ProcessingStep.recording_id == recording_id,
+                                               ProcessingStep.status == PENDING,
+                                               ProcessingStep.step != except_step)).all()
+    for row in rows:
+        row.status, row.error, row.updated_at = FAILED, f"{describe(row.step)} not run: the recording failed", now_ms()
+        s.add(row)
+
+
+def note_retry(engine: Engine, recording_id: str, step: str, failure: str) -> None:
+    """A transient failure (`failure`: what failed and why): the step waits for its retry
+    (`pending`, "…; retrying"). A step already `done` (by another message) stays done; on a
+    recording that has failed there is no retry to wait for, and the step fails."""
+    if _status(engine, recording_id, step) in (None, DONE):
+        return
+    with session_scope(engine) as s:
+        rec = s.get(Recording, recording_id)
+        failed = rec is not None and rec.status == "failed"
+    if failed:
+        mark_step(engine, recording_id, step, FAILED, error=f"{failure}; not retried: the recording failed")
+    else:
+        mark_step(engine, recording_id, step, PENDING, error=f"{failure}; retrying")
 
 
 def give_up(engine: Engine, recording_id: str, step: str, error: str) -> bool:

@@ -62,6 +62,7 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                self._log.write(b"--- test: SIGTERM grace of 15 s ran out; SIGKILL\n")
                 self.kill()
         self._log.close()
 

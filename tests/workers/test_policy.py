@@ -196,10 +196,16 @@ def test_a_done_step_stays_done_and_a_failed_one_keeps_its_reason(engine) -> Non
     done, bad, final = steps.transcript_chunk_step("a", 0), steps.transcript_chunk_step("a", 1), steps.MEDIA_FINAL
     mark_step(engine, "rec-s", done, steps.DONE)
     mark_step(engine, "rec-s", bad, steps.FAILED, error="transcription of track a, chunk 1 failed (no_audio)")
-    note_retry(engine, "rec-s", done, "transcription of track a, chunk 0 failed (storage_unavailable); retrying")
-    note_retry(engine, "rec-s", final, "video processing failed (storage_unavailable); retrying")
+    note_retry(engine, "rec-s", done, "transcription of track a, chunk 0 failed (storage_unavailable)")
+    note_retry(engine, "rec-s", final, "video processing failed (storage_unavailable)")
     assert (_step(engine, "rec-s", done).status, _step(engine, "rec-s", done).error) == ("done", None)
-    assert _step(engine, "rec-s", final).status == "pending" and _recording(engine, "rec-s").status == "processing"
+    assert (_step(engine, "rec-s", final).status, _step(engine, "rec-s", final).error) == (
+        "pending", "video processing failed (storage_unavailable); retrying")
+    assert _recording(engine, "rec-s").status == "processing"
+    # a window that finalize tried inline waits with a note, and has no message of its own
+    window = steps.window_step(2)
+    note_retry(engine, "rec-s", window, "composite of window 2 failed (storage_unavailable)")
+    assert _step(engine, "rec-s", window).status == "pending"
 
     assert not give_up(engine, "rec-s", done, "transcription of track a, chunk 0 failed after 9 attempts")
     assert not give_up(engine, "rec-s", bad, "transcription of track a, chunk 1 failed after 1 attempt")
@@ -209,6 +215,15 @@ def test_a_done_step_stays_done_and_a_failed_one_keeps_its_reason(engine) -> Non
     assert _step(engine, "rec-s", bad).error == "transcription of track a, chunk 1 failed (no_audio)"
     rec = _recording(engine, "rec-s")
     assert (rec.status, rec.error) == ("failed", "video processing failed after 9 attempts")
+    # the failure ends every step still waiting, saying why; done and failed steps keep theirs
+    assert (_step(engine, "rec-s", window).status, _step(engine, "rec-s", window).error) == (
+        "failed", "composite of window 2 not run: the recording failed")
+    # a retry note arriving after the failure ends its step instead of leaving it waiting
+    late = steps.transcript_chunk_step("a", 2)
+    mark_step(engine, "rec-s", late, steps.RUNNING)
+    note_retry(engine, "rec-s", late, "transcription of track a, chunk 2 failed (storage_unavailable)")
+    assert (_step(engine, "rec-s", late).status, _step(engine, "rec-s", late).error) == (
+        "failed", "transcription of track a, chunk 2 failed (storage_unavailable); not retried: the recording failed")
 
 
 def test_retries_exhausted_fail_the_step_and_the_recording(engine, store, broker, run_worker) -> None:
