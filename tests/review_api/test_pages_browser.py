@@ -20,7 +20,7 @@ from core.models import ProcessingStep, Recording, Track, TranscriptSegment, Tra
 from tests.media import CHROMIUM
 from tests.review_api.test_playback import make_media, publish
 from transcribe.export import FORMATS, render
-from transcribe.types import Segment, Speaker, Transcript
+from transcribe.types import Segment, Speaker, Transcript, Word
 
 ORG = "acme"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -34,6 +34,8 @@ LINES = [  # (speaker, start_ms, end_ms, text, flags)
     (BOB, 4400, 4600, "Thank you.", ("text_in_silence",)),  # suppressed: hidden from the page
     (BOB, 5000, 5900, "I ran Kubernetes clusters for three years.", ("low_logprob",)),
 ]
+WORDS = {4: [(" I", 5000, 5080), (" ran", 5080, 5250), (" Kubernetes", 5250, 5600), (" clusters", 5600, 5750),
+             (" for", 5750, 5800), (" three", 5800, 5850), (" years.", 5850, 5900)]}  # line index → words
 WAIT_MS = 20_000
 
 
@@ -41,8 +43,8 @@ WAIT_MS = 20_000
 
 def add_transcript(engine, store, rec: Recording) -> None:
     """Version 1 (final, current) with its segment rows, exports and search index."""
-    segments = tuple(Segment(sp, a, b, text, flags=flags, seq=0, idx=i) for i, (sp, a, b, text, flags) in
-                     enumerate(LINES))
+    segments = tuple(Segment(sp, a, b, text, words=tuple(Word(w, ws, we, 0.9) for w, ws, we in WORDS.get(i, ())),
+                             flags=flags, seq=0, idx=i) for i, (sp, a, b, text, flags) in enumerate(LINES))
     transcript = Transcript(rec.id, segments, 1, "tiny.en", {"beam_size": 5}, 1_735_689_700_000, 900)
     exports = {}
     for fmt in FORMATS:
@@ -58,6 +60,7 @@ def add_transcript(engine, store, rec: Recording) -> None:
                                     seq=seg.seq, idx=seg.idx, participant_id=seg.speaker.participant_id,
                                     display_name=seg.speaker.display_name, role=seg.speaker.role,
                                     start_ms=seg.start_ms, end_ms=seg.end_ms, text=seg.text, flags=list(seg.flags),
+                                    words=[[w.text, w.start_ms, w.end_ms, w.probability] for w in seg.words] or None,
                                     suppressed=seg.suppressed))
         row = s.get(Recording, rec.id)
         row.outputs = {**(row.outputs or {}), "transcript": {"key": exports["json"], "version": 1,
@@ -218,16 +221,36 @@ def test_search_page_links_to_the_moment(site, page, token_for) -> None:
     page.click("#search-form button[type=submit]")
     hit = page.locator("a.hit")
     hit.first.wait_for()
-    assert hit.count() == 1 and hit.get_attribute("href") == "/review/rec_review#t=5.0"
+    # the hit points at the matched word (5.25 s, floored to the 0.1 s of the link), not at its segment (5.0 s)
+    assert hit.count() == 1 and hit.get_attribute("href") == "/review/rec_review#t=5.2&hl=5250-5600"
     assert hit.locator("mark").first.inner_text().lower() == "kubernetes"
     assert "Bob Tanaka · candidate" in hit.inner_text() and "0:05" in hit.inner_text()
     assert "role=candidate" in page.url and "q=kubernetes" in page.url
     page.screenshot(path="/tmp/search-page.png", full_page=True)
     hit.click()
-    page.wait_for_url("**/review/rec_review#t=5.0")
-    video_at(page, 5.0, 0.05)  # the token came along in localStorage
+    page.wait_for_url("**/review/rec_review#t=5.2&hl=5250-5600")
+    video_at(page, 5.2, 0.05)  # the token came along in localStorage
+    # the review page marks the matched word, and only it, in the line being spoken
+    marked = page.locator("#transcript li.active mark.hit")
+    marked.first.wait_for()
+    assert marked.all_inner_texts() == ["Kubernetes"]
+    assert page.locator("#transcript mark.hit").count() == 1
+    page.screenshot(path="/tmp/review-hl.png")
     page.go_back()
     page.wait_for_url("**/search?q=kubernetes&role=candidate")
+    page.locator("a.hit").first.wait_for()
+    page.fill("#q", "\"three years\"")  # a phrase: the link is at its first word, both words marked
+    page.click("#search-form button[type=submit]")
+    phrase = page.locator("a.hit[href*='hl=']")
+    phrase.first.wait_for()
+    assert phrase.first.get_attribute("href") == "/review/rec_review#t=5.8&hl=5800-5900"
+    phrase.first.click()
+    page.wait_for_url("**/review/rec_review#t=5.8&hl=5800-5900")
+    video_at(page, 5.8, 0.05)
+    page.locator("#transcript mark.hit").first.wait_for()
+    assert page.locator("#transcript mark.hit").all_inner_texts() == ["three", "years."]
+    page.go_back()
+    page.wait_for_url("**/search?q=%22three+years%22&role=candidate")
     page.locator("a.hit").first.wait_for()
     page.fill("#q", "\"no such phrase anywhere\"")
     page.click("#search-form button[type=submit]")
