@@ -7,6 +7,8 @@ as they close. Talks to the API over HTTP/WebSocket only; imports `core` and the
 signaling protocol types, nothing else of ours.
 
     service.py   run(): room events from Redis → one RoomSession per live room
+    admission.py the cap on participants per process, decided before taking a seat
+    fleet.py     `recorder bot --processes N`: N processes, each with its own cap
     session.py   join, participants, links, uploads, finalize
     peer.py      one receive-only RTCPeerConnection per participant
     tap.py       the encoded-frame tap (aiortc internals, isolated)

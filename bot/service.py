@@ -6,6 +6,9 @@ Rooms are found on the room-event stream signaling appends to in Redis
 A room becoming `active` gets a `RoomSession`; `ended` ends it (the WebSocket `end`
 does too, whichever comes first). Several bot processes may run: the signaling seat
 of the recorder participant admits one per room; the others retry while it lives.
+Before trying a seat each process asks its own `Admission` (a cap on participants per
+process, `bot.admission`): a process at its cap leaves the room to the others and asks
+again on its next retry. `recorder bot --processes N` runs N such processes (`bot.fleet`).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from bot.admission import Admission, AtCapacity
 from bot.api import ApiClient
 from bot.config import BotConfig
 from bot.session import AlreadyRecording, RoomSession
@@ -54,11 +58,14 @@ class RecorderBot:
         self.sessions: dict[str, RoomSession] = {}
         self.tasks: dict[str, asyncio.Task] = {}
         self.stopping = asyncio.Event()
+        self.admission = Admission(cfg.admission)
+        self.refused: set[str] = set()
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Follow room events until `stop` is set, then leave every room (no finalize)."""
         last_id = await self._catch_up()
-        log.info("bot_ready", phase="bot_ready", rooms=sorted(self.tasks))
+        log.info("bot_ready", phase="bot_ready", rooms=sorted(self.tasks), cap=self.cfg.admission.max_participants,
+                 name=self.cfg.display_name)
         failures = 0
         try:
             while not stop.is_set():
@@ -114,13 +121,13 @@ class RecorderBot:
             return
         task = asyncio.ensure_future(self._supervise(org, room_id))
         self.tasks[room_id] = task
-        task.add_done_callback(lambda _: self.tasks.pop(room_id, None))
+        task.add_done_callback(lambda _: (self.tasks.pop(room_id, None), self.refused.discard(room_id)))
 
     async def _supervise(self, org: str, room_id: str) -> None:
         """Run the room's session; retry failures while the room lives."""
         with bound(room_id=room_id):
             while not self.stopping.is_set():
-                session = RoomSession(self.api, self.cfg, org, room_id)
+                session = RoomSession(self.api, self.cfg, org, room_id, admit=lambda room: self._admit(room_id, room))
                 self.sessions[room_id] = session
                 try:
                     outcome = await session.run()
@@ -128,6 +135,8 @@ class RecorderBot:
                     return
                 except AlreadyRecording:
                     log.info("room_held_by_other_recorder")
+                except AtCapacity:
+                    pass  # logged once by _admit; retried below while the room lives
                 except (errors.NotFound, errors.Forbidden, errors.Unauthorized, errors.InvalidState) as exc:
                     log.warning("room_not_recordable", code=exc.code, error=exc.message)
                     return
@@ -135,9 +144,27 @@ class RecorderBot:
                     log.exception("session_failed", error=repr(exc))
                 finally:
                     self.sessions.pop(room_id, None)
+                    self.admission.release(room_id)
                 if session.ended.is_set():
                     return
                 await _sleep_or(self.stopping, self.cfg.rejoin_after_s)
+
+    async def _admit(self, room_id: str, room: dict[str, Any]) -> None:
+        """Admission before the seat (see `bot.admission`); raises `AtCapacity` when refused."""
+        present = sum(1 for m in room.get("participants") or [] if m.get("connected"))
+        live = {rid: len(s.people) for rid, s in self.sessions.items()}
+        decision = self.admission.admit(room_id, present, live)
+        if not decision.admitted:
+            if room_id not in self.refused:
+                self.refused.add(room_id)
+                log.warning("room_refused_at_capacity", phase="bot_admission", retry_s=self.cfg.rejoin_after_s,
+                            **decision.log_fields())
+            raise AtCapacity(f"this bot process records {decision.load} of {decision.cap} participants",
+                             retry_after=self.cfg.rejoin_after_s, **decision.log_fields())
+        self.refused.discard(room_id)
+        log.info("room_admitted", phase="bot_admission", delay_s=decision.delay_s, **decision.log_fields())
+        if decision.delay_s:
+            await _sleep_or(self.stopping, decision.delay_s)
 
     async def shutdown(self) -> None:
         self.stopping.set()

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import websockets
@@ -51,8 +52,10 @@ def track_role(role: str) -> str:
 
 
 class RoomSession:
-    def __init__(self, api: ApiClient, cfg: BotConfig, org: str, room_id: str) -> None:
+    def __init__(self, api: ApiClient, cfg: BotConfig, org: str, room_id: str,
+                 admit: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
         self.api, self.cfg, self.org, self.room_id = api, cfg, org, room_id
+        self.admit = admit  # before the seat: raises `bot.admission.AtCapacity` to leave the room to others
         self.ended, self.stopping = asyncio.Event(), asyncio.Event()
         self.room: dict[str, Any] = {}
         self.recording_id: str | None = None
@@ -88,6 +91,8 @@ class RoomSession:
             if self.room.get("state") == "ended":
                 log.info("room_already_ended")
                 return "ended"
+            if self.admit is not None:
+                await self.admit(self.room)
             token = await self.api.join_token(self.org, self.room_id, self.cfg.participant_id, self.cfg.display_name)
             rec = await self.api.open_recording(self.org, self.room)
             self.recording_id = rec["id"]

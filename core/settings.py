@@ -133,6 +133,17 @@ class Settings(BaseSettings):
     bot_ice_restart_s: float = Field(9.0, gt=0, description="bot: trouble before an ICE restart is tried")
     bot_renegotiate_s: float = Field(18.0, gt=0, description="bot: trouble before a new peer connection is offered")
     bot_socket_wait_s: float = Field(60.0, gt=0, description="bot: signaling down this long → rebuild every link")
+    bot_max_participants: int = Field(16, ge=1, le=1000, description="bot admission cap: participants one bot "
+                                      "process records at once; a room that would take it over the cap is left to "
+                                      "another bot process (or to a retry once load falls); an idle process admits "
+                                      "any room. 16 = the largest N bench/bot recorded without frame loss in every "
+                                      "run (≈ 0.5 core at ~0.033 CPU-s per media-s per participant; CPU alone "
+                                      "would allow ~22 in 0.75 of the one core a process's event loop gets). "
+                                      "README: The recording bot, Capacity and admission")
+    bot_room_floor: int = Field(2, ge=1, le=100, description="bot admission counts a room as at least this many "
+                                "participants (the second person of an interview often joins after the bot)")
+    bot_processes: int = Field(1, ge=1, le=64, description="processes `recorder bot` runs, each with its own "
+                               "admission cap (one per core)")
 
     webhook_allow_private: bool = Field(False, description="let org webhooks call loopback/private addresses "
                                         "(the local stack and tests set it; never in production)")

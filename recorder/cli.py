@@ -51,12 +51,32 @@ def worker(processes: Optional[int] = typer.Option(None, help="worker processes 
     os.execv(sys.executable, cmd)
 
 
-@app.command()
-def bot() -> None:
-    """Run the recording bot service: joins rooms with recording on and records every track."""
-    from bot.service import run
+BOT_HELP = ("Run the recording bot service: joins rooms with recording on and records every track.\n\n"
+            "Admission: one bot process records at most RECORDER_BOT_MAX_PARTICIPANTS participants at once "
+            "(default 16: the most bench/bot recorded without frame loss in one process, at ~0.033 CPU-s per "
+            "media-second per participant; one process is one event loop, about one core). A room that would take a process over its cap is left to another "
+            "bot process, or taken by this one on a later retry once its load has dropped; an idle process takes "
+            "any room. Run one process per core with --processes.")
 
-    run()
+
+@app.command(help=BOT_HELP)
+def bot(processes: Optional[int] = typer.Option(None, "--processes", min=1, max=64,
+                                                help="bot processes to run, each with its own admission cap "
+                                                "(default RECORDER_BOT_PROCESSES; one per core)")) -> None:
+    from core.settings import Settings
+
+    n = processes or Settings().bot_processes
+    if n == 1:
+        from bot.service import run
+
+        run()
+        return
+    from bot.fleet import run_processes
+    from core.logging import configure_logging
+
+    s = Settings()
+    configure_logging(s.log_level, s.log_json)
+    raise typer.Exit(run_processes(n))
 
 
 def stack_env(data_dir: Path) -> dict[str, str]:

@@ -2,12 +2,19 @@
 
     chromium_chunks(out_dir, mode, ...)    -> [dict]                real MediaRecorder blobs
                                                                     from headless Chromium
+    fake_capture(out_dir, ...)             -> FakeCapture           y4m + wav for Chromium's fake
+                                                                    camera and microphone (beeps
+                                                                    on flashes, frame numbers)
 """
 from __future__ import annotations
 
 import base64
 import json
+import wave
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from recorder.synth import (SAMPLE_RATE, av_clip, chunk_spans_ms, espeak_wav, ffprobe, participant_clip,
                             place_segments, probe_duration_s, speech_track, split_chunks)
@@ -15,6 +22,7 @@ from recorder.synth import (SAMPLE_RATE, av_clip, chunk_spans_ms, espeak_wav, ff
 __all__ = [
     "SAMPLE_RATE", "CHROMIUM", "CHROMIUM_ARGS", "espeak_wav", "speech_track", "place_segments", "av_clip",
     "split_chunks", "chunk_spans_ms", "ffprobe", "probe_duration_s", "chromium_chunks", "participant_clip",
+    "FakeCapture", "fake_capture", "frame_number",
 ]
 
 # ---------------------------------------------------------------- real browser chunks
@@ -175,3 +183,98 @@ def chromium_chunks(
         shutil.copyfile(cache / path.name, path)
         result.append({"path": path, **blob})
     return result
+
+
+# ---------------------------------------------------------------- fake camera + microphone files
+
+CODE_BITS = 8  # frame numbers 0..255, drawn as a row of black/white blocks at the bottom
+
+
+@dataclass(frozen=True)
+class FakeCapture:
+    """Files for `--use-file-for-fake-video-capture` / `--use-file-for-fake-audio-capture`.
+
+    Chromium loops each file on its own, and its y4m reader shows frame 0 twice at every wrap
+    (it rewinds without advancing), so the camera's loop lasts one frame more than the file:
+    the WAV ends with one frame of silence, so both loops last `loop_s` = (frames + 1) / fps
+    and a beep stays on its flash in every loop. At each event a 1 kHz beep starts in the
+    audio and the picture turns white for `flash_frames` frames. Events are
+    spaced by different gaps (the loop's wrap-around included), so a beep can only pair with
+    its own flash for any offset under half the shortest gap. Every frame carries its number
+    (`frame_number` reads it back), which places a flash whose first frames were dropped.
+    """
+
+    y4m: Path
+    wav: Path
+    fps: int
+    loop_s: float
+    event_frames: tuple[int, ...]
+    flash_frames: int
+
+    @property
+    def events_s(self) -> tuple[float, ...]:
+        return tuple(f / self.fps for f in self.event_frames)
+
+    def gaps_s(self) -> list[float]:
+        """Event to event, around the loop (the last gap wraps to the next loop's first event)."""
+        ev = self.events_s
+        return [b - a for a, b in zip(ev, ev[1:] + (ev[0] + self.loop_s,))]
+
+
+def _code_picture(number: int, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    block = w // CODE_BITS
+    row = np.concatenate([np.full(block, 235 if number >> (CODE_BITS - 1 - b) & 1 else 16, np.uint8)
+                          for b in range(CODE_BITS)])
+    return np.tile(np.pad(row, (0, w - row.size), constant_values=16), (h // 9, 1))
+
+
+def frame_number(gray: np.ndarray) -> int:
+    """The number `fake_capture` drew into a (decoded, possibly rescaled) luma plane."""
+    h, w = gray.shape
+    code = gray[h - h // 18 - 1, :]  # the middle line of the code row
+    block = w // CODE_BITS
+    bits = [code[b * block + block // 4: (b + 1) * block - block // 4].mean() > 128 for b in range(CODE_BITS)]
+    return int("".join("1" if bit else "0" for bit in bits), 2)
+
+
+def fake_capture(out_dir: str | Path, loop_s: float = 10.0, fps: int = 24, size: tuple[int, int] = (320, 180),
+                 event_frames: tuple[int, ...] = (12, 38, 67, 99, 134, 172, 213), flash_frames: int = 3,
+                 beep_s: float = 0.1) -> FakeCapture:
+    """Write `camera.y4m` (I420, `fps`, `loop_s` seconds) and `mic.wav` (48 kHz mono s16).
+
+    Between flashes the picture is grey with a bar moving across it (live, not frozen);
+    the bottom ninth is the frame number. Event frames are chosen so each event starts on a
+    frame boundary (and on a sample: 48 kHz is a multiple of the frame rates used).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    frames = round(loop_s * fps)
+    if w % CODE_BITS or h % 18 or w % 2 or frames > 1 << CODE_BITS or max(event_frames) >= frames:
+        raise ValueError("fake_capture: size must fit the code row; events within the loop")
+    flashing = {e + i for e in event_frames for i in range(flash_frames)}
+    y4m = out_dir / "camera.y4m"
+    chroma = np.full(w * h // 2, 128, np.uint8).tobytes()
+    with y4m.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for n in range(frames):
+            luma = np.full((h, w), 235 if n in flashing else 90, np.uint8)
+            if n not in flashing:
+                x = n * 4 % w
+                luma[: h - h // 9, x: x + 16] = 150
+            luma[h - h // 9:] = _code_picture(n, size)
+            f.write(b"FRAME\n" + luma.tobytes() + chroma)
+    t = np.arange(round((frames + 1) / fps * SAMPLE_RATE)) / SAMPLE_RATE  # + the frame shown twice
+    on = np.zeros(t.size, bool)
+    for e in event_frames:
+        start = round(e / fps * SAMPLE_RATE)
+        on[start: start + round(beep_s * SAMPLE_RATE)] = True
+    pcm = (np.sin(2 * np.pi * 1000 * t) * 0.5 * 32767 * on).astype("<i2")
+    wav = out_dir / "mic.wav"
+    with wave.open(str(wav), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(SAMPLE_RATE)
+        wf.writeframes(pcm.tobytes())
+    return FakeCapture(y4m, wav, fps, (frames + 1) / fps, tuple(event_frames), flash_frames)

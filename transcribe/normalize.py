@@ -3,12 +3,14 @@
 Case, punctuation, hyphens, contractions, fillers and numbers are made uniform, so
 "Twenty-one PostgreSQL clusters." and "21 postgresql clusters" compare equal. Numbers
 written as words become digits ("two thousand and twenty four" → "2024",
-"three point five" → "3.5", "twenty first" → "21st"); "%" becomes "percent".
+"three point five" → "3.5", "twenty first" → "21st", and "40 million" as models write it →
+"40000000"); "%" becomes "percent".
 """
 from __future__ import annotations
 
 import re
 import unicodedata
+from decimal import Decimal
 
 _UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -87,11 +89,21 @@ def _read_number(tokens: list[str], i: int) -> tuple[str, int]:
     return str(value), j - i
 
 
+def _scaled(number: str, scale: int) -> str:
+    """Digits times a scale word, exactly: ("40", 10**6) → "40000000", ("2.5", 10**9) → "2500000000"."""
+    value = Decimal(number) * scale
+    return str(int(value)) if value == value.to_integral_value() else format(value.normalize(), "f")
+
+
 def _numbers_to_digits(tokens: list[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(tokens):
         w = tokens[i]
+        if re.fullmatch(r"\d+(?:\.\d+)?", w) and i + 1 < len(tokens) and tokens[i + 1] in _SCALES:
+            out.append(_scaled(w, _SCALES[tokens[i + 1]]))  # "40 million" (as models write it) → 40000000
+            i += 2
+            continue
         starts = _is_number_word(w) or (w == "a" and i + 1 < len(tokens) and tokens[i + 1] in ("hundred", *_SCALES))
         if starts:
             digits, used = _read_number(tokens, i)

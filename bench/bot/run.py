@@ -1,7 +1,8 @@
-"""Bot benchmark: receiver CPU per media-second, by recording path.
+"""Bot benchmark: receiver CPU per media-second, by recording path; then participants per process.
 
-    python -m bench.bot            # 30 s of 640×360@30 VP8 + Opus per path
-    python -m bench.bot --quick    # 10 s per path (< 2 minutes)
+    python -m bench.bot            # 30 s of 640×360@30 VP8 + Opus per path, then the concurrency run
+    python -m bench.bot --quick    # 10 s per path, concurrency N ≤ 8 (BENCH_QUICK=1 is --quick)
+    python -m bench.bot --concurrency-only [--steps 1,2,4,8,16,24,32]
 
 A sender process plays an `av_clip` (640×360, 30 fps, VP8 + Opus, key frame every second)
 with aiortc's MediaPlayer(decode=False), so it sends the file's packets without encoding
@@ -14,6 +15,9 @@ media seconds received. Paths:
 - `decode` — decode only, frames dropped (what any decoded-frame path pays at least);
 - `transcode` — the bot's fallback (`TrackRecorder` on decoded frames → VP8/Opus WebM);
 - `remux` — the bot's encoded-frame tap (`TrackRecorder` + `bot.tap` → WebM, no codec).
+
+The concurrency run (`bench.bot.capacity`) records N participants at once in one bot
+process and derives the admission cap (`RECORDER_BOT_MAX_PARTICIPANTS`) from its cost.
 """
 from __future__ import annotations
 
@@ -232,14 +236,23 @@ def write_results(rows: list[dict], seconds: float) -> str:
               "of queueing without bound). `remux` is what `recorder bot` runs; `transcode` is its fallback "
               "when the encoded-frame tap is unavailable."), ""]
     text = "\n".join(lines)
-    RESULTS.write_text(text)
+    from bench.bot.capacity import SECTION
+
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    RESULTS.write_text(text + ("\n" + SECTION + old.split(SECTION, 1)[1] if SECTION in old else ""))
     return text
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="10 s per path")
-    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0"),
+                    help="10 s per path; concurrency steps 1, 2, 4, 8 of 6 s")
+    ap.add_argument("--seconds", type=float, default=None, help="per path")
+    ap.add_argument("--concurrency-only", action="store_true", help="skip the per-path run")
+    ap.add_argument("--no-concurrency", action="store_true", help="skip the concurrency run")
+    ap.add_argument("--steps", type=lambda v: tuple(int(x) for x in v.split(",")), default=None,
+                    help="concurrency steps, e.g. 1,2,4,8,16 (N=1 is always run: the baseline)")
+    ap.add_argument("--step-seconds", type=float, default=None, help="measured seconds per concurrency step")
     ap.add_argument("--sender", metavar="CLIP", help=argparse.SUPPRESS)
     ap.add_argument("--receiver", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--clip", help=argparse.SUPPRESS)
@@ -252,11 +265,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     clip = make_clip(seconds + 15)
-    rows = []
-    for mode in MODES:
-        rows.append(run_mode(mode, clip, seconds))
-        print(json.dumps(rows[-1]), flush=True)
-    print(write_results(rows, seconds))
+    if not args.concurrency_only:
+        rows = []
+        for mode in MODES:
+            rows.append(run_mode(mode, clip, seconds))
+            print(json.dumps(rows[-1]), flush=True)
+        print(write_results(rows, seconds))
+    if not args.no_concurrency:
+        from bench.bot import capacity
+
+        print(capacity.run(args.quick, args.step_seconds, args.steps, clip, RESULTS))
 
 
 if __name__ == "__main__":

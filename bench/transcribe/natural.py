@@ -75,6 +75,12 @@ TURNS: list[tuple[Speaker, tuple[str, ...]]] = [
 ]
 
 
+# What the role's job description would list (the interview's vocabulary hints): written from
+# the role, not from the model's mistakes on this script.
+JOB_TERMS = ("search platform", "indexing", "query latency", "shard", "relevance", "ranking", "on-call", "paged",
+             "deploy pipeline", "incident")
+
+
 @dataclass(frozen=True)
 class Placed:
     """One sentence on the recording timeline (seconds), in turn `turn`."""

@@ -16,6 +16,11 @@ from transcribe.wer import align_counts, wer
     ("a hundred people", "100 people"),
     ("1,000,000 users", "1000000 users"),
     ("one million users", "1000000 users"),
+    ("forty million titles", "40000000 titles"),
+    ("40 million titles", "40000000 titles"),  # how the model writes it
+    ("2.5 billion rows", "2500000000 rows"),
+    ("1.25 thousand", "1250"),
+    ("0.0005 thousand", "0.5"),
     ("three point five percent", "3.5 percent"),
     ("3.5%", "3.5 percent"),
     ("the twenty first century", "the 21st century"),
