@@ -3,9 +3,13 @@
     estimate_offset(ref, other, rate, ...)   -> Alignment       where `other` lies against `ref`
     plan_sources(coverage, offsets, total)   -> [SourceSpan]    which source plays which span
     source_by_second(plan, total_ms)         -> [str | None]    per second, for the ledger
+    clip_plan(plan, start, end)              -> [SourceSpan]    the plan inside one timeline window
+    uncovered(plan, start, end)              -> [(start, end)]  what no source covers there
+    overlap_span(a, b, max_ms)               -> (start, end)    the stretch two coverages share most of
     covered_spans(path)                      -> [(start, end)]  where a stitched track has media
+    source_coverage(files)                   -> [(start, end)]  the same for a source's video ∩ audio
     align_tracks(ref_path, other_path, ...)  -> Alignment       estimate_offset on stitched files
-    render_plan(files, plan, total_ms, out)  -> Path            the reconciled audio+video file
+    render_plan(files, plan, end, out)       -> Path            the reconciled audio+video file
 
 Both sources are stitched first (timestamps = timeline ms, each on its own clock). The
 client's clock is the browser's, so its declared chunk starts can be off by hundreds of ms:
@@ -28,8 +32,9 @@ import numpy as np
 from compositor.decode import audio_samples, video_frames
 from compositor.probe import open_media
 
-__all__ = ["Alignment", "SourceSpan", "estimate_offset", "align_tracks", "plan_sources", "source_by_second",
-           "covered_spans", "render_plan", "PREFERENCE", "MIN_CONFIDENCE", "MIN_SHARPNESS"]
+__all__ = ["Alignment", "SourceSpan", "SourceFiles", "estimate_offset", "align_tracks", "plan_sources",
+           "source_by_second", "clip_plan", "uncovered", "overlap_span", "covered_spans", "source_coverage",
+           "render_plan", "shared_spans", "keep_only", "PREFERENCE", "MIN_CONFIDENCE", "MIN_SHARPNESS"]
 
 PREFERENCE = ("bot", "client")  # where several sources cover a window, the first one wins
 Interval = tuple[int, int]
@@ -63,6 +68,18 @@ class SourceSpan:
     start_ms: int
     end_ms: int
     offset_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """One source's stitched files: video and audio (the same file when it carries both)."""
+
+    video: Path | None
+    audio: Path | None
+
+    @classmethod
+    def of(cls, value: "SourceFiles | Path | str") -> "SourceFiles":
+        return value if isinstance(value, SourceFiles) else cls(Path(value), Path(value))
 
 
 # ---------------------------------------------------------------- alignment (pure)
@@ -107,12 +124,29 @@ def estimate_offset(ref: np.ndarray, other: np.ndarray, rate: int, expected_ms: 
                      sharpness=peak / runner_up if runner_up > 0 else math.inf)
 
 
+def keep_only(pcm: np.ndarray, spans: Sequence[Interval], first_ms: float, rate: int) -> np.ndarray:
+    """`pcm` (starting at timeline `first_ms`) with everything outside `spans` silenced: media only
+    one source has would add to the correlation's spread and nothing to its peak."""
+    out = np.zeros_like(pcm)
+    for s, e in spans:
+        lo, hi = max(0, round((s - first_ms) * rate / 1000)), min(pcm.size, round((e - first_ms) * rate / 1000))
+        if hi > lo:
+            out[lo:hi] = pcm[lo:hi]
+    return out
+
+
 def align_tracks(ref_path: Path, other_path: Path, total_ms: int, expected_ms: float = 0.0,
-                 search_ms: float = 2000.0, rate: int = 8000) -> Alignment:
-    """`estimate_offset` on the audio of two stitched track files (timestamps = timeline ms)."""
-    last = int(total_ms * rate / 1000)
-    return estimate_offset(audio_samples(Path(ref_path), 0, last, rate),
-                           audio_samples(Path(other_path), 0, last, rate), rate, expected_ms, search_ms)
+                 search_ms: float = 2000.0, rate: int = 8000, start_ms: int = 0,
+                 shared: Sequence[Interval] | None = None) -> Alignment:
+    """`estimate_offset` on the audio [start_ms, total_ms) of two stitched track files (timestamps =
+    timeline ms); the same stretch of both, so the lag is the same as over the whole files.
+    `shared`: where both have media (declared times); the rest of both is silenced first."""
+    first, last = int(start_ms * rate / 1000), int(total_ms * rate / 1000)
+    ref = audio_samples(Path(ref_path), first, last, rate)
+    other = audio_samples(Path(other_path), first, last, rate)
+    if shared is not None:
+        ref, other = keep_only(ref, shared, start_ms, rate), keep_only(other, shared, start_ms, rate)
+    return estimate_offset(ref, other, rate, expected_ms, search_ms)
 
 
 # ---------------------------------------------------------------- coverage choice (pure)
@@ -160,6 +194,42 @@ def source_by_second(plan: Sequence[SourceSpan], total_ms: int) -> list[str | No
     return out
 
 
+def clip_plan(plan: Sequence[SourceSpan], start_ms: int, end_ms: int) -> list[SourceSpan]:
+    """The spans of `plan` inside [start_ms, end_ms), cut at its edges."""
+    out = []
+    for s in plan:
+        lo, hi = max(s.start_ms, start_ms), min(s.end_ms, end_ms)
+        if hi > lo:
+            out.append(SourceSpan(s.source, lo, hi, s.offset_ms))
+    return out
+
+
+def uncovered(plan: Sequence[SourceSpan], start_ms: int, end_ms: int) -> list[Interval]:
+    """Stretches of [start_ms, end_ms) that no span of `plan` covers (black + silence when rendered)."""
+    return [(s.start_ms, s.end_ms) for s in _timeline(clip_plan(plan, start_ms, end_ms), start_ms, end_ms)
+            if not s.source]
+
+
+def shared_spans(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
+    """Where both coverages have media."""
+    return _intersect(a, b)
+
+
+def overlap_span(a: Sequence[Interval], b: Sequence[Interval], max_ms: int) -> Interval | None:
+    """The stretch of at most `max_ms` where both coverages share the most media (what alignment
+    reads: the holes inside it contribute nothing, the shared speech all of it). Candidates start
+    where a shared interval starts; None when the two share nothing."""
+    shared = _intersect(a, b)
+    if not shared:
+        return None
+
+    def held(start: int) -> int:
+        return sum(max(0, min(e, start + max_ms) - max(s, start)) for s, e in shared)
+
+    start = max((s for s, _ in shared), key=held)
+    return start, min(start + max_ms, max(e for _, e in shared))
+
+
 # ---------------------------------------------------------------- I/O: coverage, rendering
 
 def _merge(times: Sequence[tuple[float, float]], gap_ms: float) -> list[Interval]:
@@ -204,6 +274,16 @@ def covered_spans(path: Path, gap_ms: float = 250.0) -> list[Interval]:
     return spans or []
 
 
+def source_coverage(files: "SourceFiles | Path") -> list[Interval]:
+    """`covered_spans` of a source whose video and audio may live in two files (their intersection)."""
+    f = SourceFiles.of(files)
+    if f.video is None or f.audio is None:
+        return []
+    if f.video == f.audio:
+        return covered_spans(f.video)
+    return _intersect(covered_spans(f.video), covered_spans(f.audio))
+
+
 @dataclass(frozen=True)
 class _Out:
     width: int
@@ -212,9 +292,11 @@ class _Out:
     rate: int
 
 
-def _video_size(files: Mapping[str, Path]) -> tuple[int, int]:
-    for path in files.values():
-        with open_media(Path(path)) as c:
+def _video_size(files: Mapping[str, SourceFiles]) -> tuple[int, int]:
+    for f in files.values():
+        if f.video is None:
+            continue
+        with open_media(f.video) as c:
             if c.streams.video:
                 cc = c.streams.video[0].codec_context
                 return cc.width, cc.height
@@ -253,9 +335,9 @@ def _black(fmt: _Out) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 
 
-def _timeline(plan: Sequence[SourceSpan], total_ms: int) -> list[SourceSpan]:
-    """`plan` with the holes filled by SourceSpan(source="", …) so the spans tile [0, total_ms)."""
-    out, at = [], 0
+def _timeline(plan: Sequence[SourceSpan], start_ms: int, end_ms: int) -> list[SourceSpan]:
+    """`plan` with the holes filled by SourceSpan(source="", …) so the spans tile [start_ms, end_ms)."""
+    out, at, total_ms = [], start_ms, end_ms
     for s in sorted(plan, key=lambda s: s.start_ms):
         if s.start_ms > at:
             out.append(SourceSpan("", at, s.start_ms))
@@ -269,8 +351,9 @@ def _timeline(plan: Sequence[SourceSpan], total_ms: int) -> list[SourceSpan]:
 class _Encoder:
     """H.264 + Opus into Matroska, fed in timeline order; counts the ticks and samples written."""
 
-    def __init__(self, out: av.container.OutputContainer, fmt: _Out) -> None:
-        self.out, self.fmt, self.tick, self.sample = out, fmt, 0, 0
+    def __init__(self, out: av.container.OutputContainer, fmt: _Out, start_ms: int = 0) -> None:
+        self.out, self.fmt = out, fmt
+        self.tick, self.sample = math.ceil(start_ms * fmt.fps / 1000), math.ceil(start_ms * fmt.rate / 1000)
         self.video = out.add_stream("libx264", rate=fmt.fps, options={"preset": "veryfast", "crf": "23"})
         self.video.width, self.video.height, self.video.pix_fmt = fmt.width, fmt.height, "yuv420p"
         self.video.time_base = Fraction(1, fmt.fps)
@@ -301,34 +384,37 @@ class _Encoder:
         self.out.mux(self.video.encode(None))
 
 
-def _render_span(enc: _Encoder, path: Path | None, span: SourceSpan) -> None:
+def _render_span(enc: _Encoder, files: SourceFiles | None, span: SourceSpan) -> None:
     fmt = enc.fmt
     ticks = math.ceil(span.end_ms * fmt.fps / 1000) - enc.tick
-    frames = _span_frames(path, span, fmt) if path is not None else iter(())
+    video = files.video if files is not None else None
+    frames = _span_frames(video, span, fmt) if video is not None else iter(())
     try:
         for _ in range(ticks):
             enc.frame(next(frames, None))
     finally:
         getattr(frames, "close", lambda: None)()
-    if path is None:
+    if files is None or files.audio is None:
         enc.pcm(np.zeros(math.ceil(span.end_ms * fmt.rate / 1000) - enc.sample, np.float32))
         return
-    for pcm in _audio_blocks(path, span, fmt):
+    for pcm in _audio_blocks(files.audio, span, fmt):
         enc.pcm(pcm)
 
 
-def render_plan(files: Mapping[str, Path], plan: Sequence[SourceSpan], total_ms: int, out_path: Path,
-                fps: int = 30, rate: int = 48000) -> Path:
+def render_plan(files: Mapping[str, SourceFiles | Path], plan: Sequence[SourceSpan], total_ms: int, out_path: Path,
+                fps: int = 30, rate: int = 48000, start_ms: int = 0) -> Path:
     """Write one reconciled track (Matroska: H.264 + Opus, timestamps = timeline) from `plan`.
 
     Every span is decoded from its source at `timeline - offset_ms` and re-timed onto the
     timeline; spans no source covers get black frames and silence, so the output runs
-    exactly [0, total_ms) with no holes in its timestamps.
+    exactly [start_ms, total_ms) with no holes in its timestamps. A source's `files` are one
+    file carrying both kinds, or `SourceFiles(video, audio)`.
     """
-    fmt = _Out(*_video_size(files), fps, rate)
+    sources = {name: SourceFiles.of(f) for name, f in files.items()}
+    fmt = _Out(*_video_size(sources), fps, rate)
     with av.open(str(out_path), "w", format="matroska") as out:
-        enc = _Encoder(out, fmt)
-        for span in _timeline(plan, total_ms):
-            _render_span(enc, Path(files[span.source]) if span.source else None, span)
+        enc = _Encoder(out, fmt, start_ms)
+        for span in _timeline(clip_plan(plan, start_ms, total_ms), start_ms, total_ms):
+            _render_span(enc, sources[span.source] if span.source else None, span)
         enc.close()
     return Path(out_path)

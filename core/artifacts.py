@@ -62,7 +62,7 @@ TABLE_KINDS = {table: kind for kind, tables in _TABLES.items() for table in tabl
 TABLE_KINDS["search_fts"] = TRANSCRIPTS  # SQLite's FTS5 mirror of search_doc (kept by triggers)
 # fields of `Recording.outputs` that point at a kind's objects
 OUTPUT_FIELDS = {MEDIA_OUTPUTS: ("composite", "hls", "poster", "thumbnails", "windows", "media_gaps", "labels",
-                                 "duration_ms"),
+                                 "sources", "duration_ms"),
                  TRANSCRIPTS: ("transcript",)}
 
 

@@ -163,6 +163,10 @@ class Settings(BaseSettings):
                                       "it is received (then copy it to the chunk key once checked); false = "
                                       "spool to disk first, then PUT. Off by default: on the local stack "
                                       "(SeaweedFS, loopback clients) it measured slower (bench/ingest)")
+    reconcile_sources: bool = Field(True, description="a bot recording whose room also has a client recording "
+                                    "(the call page's uploads) plays, per participant and second, the client "
+                                    "where the bot has no media (aligned by audio) in its video and transcript; "
+                                    "false = the bot's media alone")
 
     log_level: str = "INFO"
     log_json: bool = True

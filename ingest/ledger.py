@@ -127,3 +127,20 @@ def label_gaps(gaps: Iterable[Gap], causes: Iterable[CauseSpan]) -> list[Gap]:
             gap = Gap(gap.start_ms, gap.end_ms, best.cause, gap.seqs, detected=gap.cause)
         out.append(gap)
     return out
+
+
+def source_by_second(spans: Iterable[dict], total_ms: int) -> list[str | None]:
+    """Which source ("bot" | "client") plays each second of a participant (the one holding its
+    midpoint), from the plan the media stage stored; None = neither had media."""
+    ordered = sorted(spans, key=lambda s: s["start_ms"])
+    out: list[str | None] = []
+    for second in range(-(-total_ms // 1000)):
+        mid = second * 1000 + 500
+        out.append(next((s["source"] for s in ordered if s["start_ms"] <= mid < s["end_ms"]), None))
+    return out
+
+
+def participant_sources(sources: dict[str, dict], total_ms: int) -> dict[str, dict]:
+    """The ledger's view of a reconciled recording: per participant its plan plus `by_second`."""
+    return {pid: {**plan, "by_second": source_by_second(plan.get("spans", []), total_ms)}
+            for pid, plan in sorted(sources.items())}

@@ -12,7 +12,7 @@ from core.db import session_scope
 from core.errors import InvalidInput
 from core.models import Chunk, MediaGap, ProcessingStep, Recording, RejectedChunk, Track
 from core.timeline import to_timeline
-from ingest.ledger import CauseSpan, ChunkSpan, build_track_ledger, label_gaps
+from ingest.ledger import CauseSpan, ChunkSpan, build_track_ledger, label_gaps, participant_sources
 from ingest.schemas import ChunkPublic, RecordingCreate, RecordingPublic, TrackPublic
 from ingest.service import Ingest
 
@@ -87,7 +87,9 @@ def chunk_public(chunk: Chunk, recording_start_ms: int | None, duplicate: bool =
 
 
 def ledger(ing: Ingest, principal: Principal, recording_id: str) -> dict[str, Any]:
-    """Per track: chunks received, gaps with cause, covered seconds."""
+    """Per track: chunks received, gaps with cause, covered seconds. Per participant of a bot
+    recording reconciled with the room's client recording (`sources`): which source plays
+    each second, the client's measured offset and the plan's spans (empty until media.final)."""
     with session_scope(ing.engine) as s:
         rec = ing.get_recording(s, principal, recording_id, Action.READ_LEDGER)
         return ledger_of(s, rec)
@@ -123,5 +125,7 @@ def ledger_of(s: Session, rec: Recording) -> dict[str, Any]:
                                   "quarantine_key": r.object_key} for r in bad],
                     "gaps": [g.to_dict() for g in gaps], "missing_seqs": tl.missing_seqs,
                     "covered_seconds": tl.covered_seconds, "complete": not tl.gaps})
+    outputs = rec.outputs or {}
     return {"recording_id": rec.id, "status": rec.status, "started_at_ms": rec.started_at_ms,
-            "tracks": out, "complete": all(t["complete"] for t in out)}
+            "tracks": out, "complete": all(t["complete"] for t in out),
+            "sources": participant_sources(outputs.get("sources") or {}, int(outputs.get("duration_ms") or 0))}

@@ -7,6 +7,11 @@
                                     outputs/composite.mp4, outputs/hls/index.m3u8,
                                     outputs/poster.jpg, outputs/thumbs/strip.jpg; "media.final"
 
+Two sources (`workers.reconcile`): at finalize, a bot recording whose room also has a client
+recording gets its per-participant source plan first; windows where a participant's plan
+plays the client are rendered from the reconciled track (others keep their fingerprint, so
+windows rendered live stay valid), and `outputs["sources"]` records the plan for the ledger.
+
 Failures follow `workers.policy`: bad input fails the step at once, anything else is
 retried, and `step_failed` fails the step (for "media.final", the recording) when the
 retries run out.
@@ -29,11 +34,10 @@ from typing import Any, Iterator
 from redis.exceptions import LockError
 from sqlmodel import select
 
-from compositor import container as cbytes
 from compositor.composite import CompositeOptions, Participant, composite_window as render_window
 from compositor.outputs import HlsSegment, concat_windows, grab_jpeg, hls_playlist, thumbnail_strip, window_hls
 from compositor.probe import probe
-from compositor.stitch import Source, join_parts, stitch
+from compositor.stitch import stitch
 from compositor.windows import (ChunkRef, InputGroup, fingerprint, ready_windows, timeline_end,
                                 window_count, window_inputs)
 from core import keys
@@ -46,6 +50,8 @@ from core.steps import (DONE, FAILED, MEDIA_FINAL, PENDING, RUNNING, WINDOW_PREF
                         window_step)
 from core.timeline import to_timeline
 from workers import broker as res
+from workers import reconcile
+from workers.chunkfiles import download as _download, group_source as _group_source
 from workers.policy import actor, step_guard
 from workers.status import give_up, mark_step
 
@@ -61,6 +67,7 @@ class WindowPlan:
 
     groups: dict[str, list[InputGroup]]
     fingerprint: str
+    sources: tuple[reconcile.WindowSources, ...] = ()  # participants played (partly) from their client
 
 
 # ---------------------------------------------------------------- ledger → plan
@@ -86,15 +93,20 @@ def _load(recording_id: str) -> tuple[Recording, list[Track], dict[str, list[Chu
     return rec, tracks, chunks
 
 
-def _plan(rec: Recording, chunks: dict[str, list[ChunkRef]], index: int, end_ms: int | None) -> WindowPlan:
-    """What window `index` is made of; its fingerprint decides if a stored window is current."""
+def _plan(rec: Recording, chunks: dict[str, list[ChunkRef]], index: int, end_ms: int | None,
+          recon: reconcile.Reconciliation | None = None) -> WindowPlan:
+    """What window `index` is made of; its fingerprint decides if a stored window is current.
+    A window no participant's plan plays from the client keeps the fingerprint it had without one."""
     w = res.settings.window_ms
     start, stop = max(0, index * w - LOOKBACK_MS), (index + 1) * w
     groups = {t: window_inputs(cs, start, stop) for t, cs in sorted(chunks.items())}
     desc = {t: [[g.header.seq, g.header.sha256, g.contiguous, [[p.seq, p.sha256] for p in g.parts]] for g in gs]
             for t, gs in groups.items()}
-    fp = fingerprint({"v": OPTIONS_VERSION, "layout": rec.layout, "window_ms": w, "end": end_ms, "in": desc})
-    return WindowPlan(groups, fp)
+    sources = reconcile.window_sources(recon, start, min(stop, end_ms) if end_ms is not None else stop)
+    payload = {"v": OPTIONS_VERSION, "layout": rec.layout, "window_ms": w, "end": end_ms, "in": desc}
+    if sources:
+        payload["sources"] = [ws.describe() for ws in sources]
+    return WindowPlan(groups, fingerprint(payload), tuple(sources))
 
 
 def _manifest(rec: Recording, index: int) -> dict[str, Any] | None:
@@ -105,29 +117,6 @@ def _manifest(rec: Recording, index: int) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------- inputs → local files
-
-def _download(key: str, path: Path) -> Path:
-    res.store().download(key, str(path))
-    return path
-
-
-def _group_source(group: InputGroup, tmp: Path) -> Source:
-    """One local playable file for an input group, placed at its header's real start."""
-    head = _download(group.header.key, tmp / f"{group.header.track_id}-{group.header.seq}.{group.header.container}")
-    if not group.parts:
-        return Source(head, group.header.start_ms)
-    parts = [_download(p.key, tmp / f"{p.track_id}-{p.seq}.part") for p in group.parts]
-    joined = tmp / f"{group.header.track_id}-{group.header.seq}-joined.{group.header.container}"
-    if group.contiguous:
-        return Source(join_parts([head, *parts], joined), group.header.start_ms)
-    first = parts[0].read_bytes()
-    sync = cbytes.first_sync_offset(first, group.header.container)
-    if sync is None:
-        raise InvalidMedia(f"no cluster/fragment start in chunk {group.parts[0].seq}", code="no_sync_point")
-    init = cbytes.init_segment(head.read_bytes(), group.header.container)
-    join_parts([init, first[sync:], *parts[1:]], joined)
-    return Source(joined, group.header.start_ms, origin_ms=probe(head, require_packets=False).origin_ms)
-
 
 def _participants(rec: Recording, tracks: list[Track], files: dict[str, Path]) -> list[Participant]:
     """Tiles in a stable order; the client layout shows its composite video once, unlabelled."""
@@ -167,6 +156,7 @@ def _render(rec: Recording, tracks: list[Track], plan: WindowPlan, index: int,
                 continue  # no media of this track in the window yet: it is a gap here
             files[track_id] = tmp / f"{track_id}.mkv"
             gaps[track_id] = [[g.start_ms, g.end_ms] for g in report.gaps]
+        _use_sources(plan, files, gaps, tmp)
         out = tmp / "window.mp4"
         result = render_window(_participants(rec, tracks, files), index, w, out,
                                CompositeOptions(layout=rec.layout if rec.layout in ("grid", "speaker", "client")
@@ -182,6 +172,18 @@ def _render(rec: Recording, tracks: list[Track], plan: WindowPlan, index: int,
                 "labels": result.labels}
     st.put_bytes(keys.window_key(rec.org, rec.id, index, "json"), json.dumps(manifest).encode(), "application/json")
     return manifest
+
+
+def _use_sources(plan: WindowPlan, files: dict[str, Path], gaps: dict[str, list], tmp: Path) -> None:
+    """Participants played (partly) from their client: both their bot tracks become the reconciled file."""
+    for ws in plan.sources:
+        track = reconcile.render_window(ws, files, tmp)
+        if track is None:
+            continue
+        p = ws.plan.pairing
+        for track_id in {p.video_track, p.audio_track}:
+            files[track_id] = track.path
+            gaps[track_id] = [list(g) for g in track.gaps]
 
 
 def _current_manifest(rec: Recording, index: int, plan: WindowPlan) -> dict[str, Any] | None:
@@ -210,9 +212,9 @@ def _window_lock(recording_id: str, index: int) -> Iterator[bool]:
 
 
 def _ensure_window(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]], index: int,
-                   end_ms: int | None) -> dict[str, Any]:
+                   end_ms: int | None, recon: reconcile.Reconciliation | None = None) -> dict[str, Any]:
     """The window's manifest, rendering it first unless a current one is stored."""
-    plan = _plan(rec, chunks, index, end_ms)
+    plan = _plan(rec, chunks, index, end_ms, recon)
     manifest = _current_manifest(rec, index, plan)
     if manifest is not None:
         log.info("window_already_rendered", index=index)
@@ -274,7 +276,8 @@ def composite_window(recording_id: str, index: int) -> None:
             give_up(res.engine(), recording_id, window_step(index),
                     f"{describe(window_step(index))} not run: the recording is {rec.status}")
             return
-        _ensure_window(rec, tracks, chunks, index, None)  # records its own failures
+        recon = reconcile.stored(rec) if rec.status == "processing" else None  # as finalize renders it
+        _ensure_window(rec, tracks, chunks, index, None, recon)  # records its own failures
 
 
 @actor("media", step=lambda recording_id: MEDIA_FINAL)
@@ -294,11 +297,12 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
     if not chunks:
         raise InvalidMedia("recording has no valid chunks", code="no_chunks")
     w, st = res.settings.window_ms, res.store()
-    end = timeline_end(chunks)
+    recon = reconcile.reconciliation(rec)
+    end = max(timeline_end(chunks), recon.total_ms if recon is not None else 0)
     count = window_count(end, w)
     manifests = []
     for i in range(count):
-        manifests.append(_ensure_window(rec, tracks, chunks, i, end if end < (i + 1) * w else None))
+        manifests.append(_ensure_window(rec, tracks, chunks, i, end if end < (i + 1) * w else None, recon))
     mark_step(res.engine(), rec.id, MEDIA_FINAL, RUNNING, progress=0.5)  # windows ready; joining
     with tempfile.TemporaryDirectory(prefix="final-") as tmpdir:
         tmp = Path(tmpdir)
@@ -321,4 +325,5 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
             gaps.setdefault(track, []).extend(s for s in spans if s not in gaps.get(track, []))
     return {"composite": out["composite.mp4"], "hls": out["hls/index.m3u8"], "poster": out["poster.jpg"],
             "thumbnails": out["thumbs/strip.jpg"], "duration_ms": end, "windows": count,
-            "media_gaps": gaps, "labels": all(m.get("labels", False) for m in manifests)}
+            "media_gaps": gaps, "labels": all(m.get("labels", False) for m in manifests),
+            "sources": recon.outputs() if recon is not None else {}}

@@ -12,6 +12,9 @@
                                         recording); the old version is kept
     index_transcript(rec)               (re)index the current version; unindex if deleted
 
+A bot recording whose room also has a client recording gets the client's audio where the
+bot had none (`workers.transcript_fill`), before the version is merged and exported.
+
 Idempotent: segment keys are (version, track, seq, idx), a track's progress advances by
 compare-and-set, exports go to fixed keys. Bad media fails that chunk only (reason kept in
 its step); transient errors (S3, DB) are retried with backoff (`workers.policy`), and a
@@ -46,6 +49,7 @@ from workers import broker as res
 from workers import transcript_store as store
 from workers.policy import actor, failed_message, failures_recorded, step_guard
 from workers.status import mark_step
+from workers.transcript_fill import fill_from_client
 
 log = get_logger("workers.transcription")
 SPEECH_KINDS = ("audio", "av")
@@ -422,6 +426,7 @@ def finalize_transcript(recording_id: str) -> None:
                 job = store.make_job(version, rec)
                 for track in _tracks(recording_id):
                     advance_track(job, track, upto=None, final=True)
+                fill_from_client(job)
                 finish_version(job)
             else:
                 index_current(recording_id)  # already final: a re-run only re-indexes
@@ -455,6 +460,7 @@ def retranscribe_recording(recording_id: str, model: str | None = None, beam_siz
         try:
             for track in _tracks(recording_id):
                 advance_track(job, track, upto=None, final=True)
+            fill_from_client(job)
             if span and previous is not None:
                 copy_outside_span(job, previous.id)
             finish_version(job)

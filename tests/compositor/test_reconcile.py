@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from compositor.decode import audio_samples, video_frames
-from compositor.reconcile import (SourceSpan, align_tracks, covered_spans, estimate_offset, plan_sources,
-                                  render_plan, source_by_second)
+from compositor.reconcile import (SourceSpan, align_tracks, clip_plan, covered_spans, estimate_offset, keep_only,
+                                  overlap_span, plan_sources, render_plan, source_by_second, uncovered)
 from compositor.stitch import Source, stitch
 from tests.media import SAMPLE_RATE, speech_track
 
@@ -252,3 +252,26 @@ def test_transcript_of_the_reconciled_audio_has_words_from_both_holes(reconciled
     print(text)
     assert sum(w in text for w in BOT_HOLE_WORDS) >= 2, text
     assert sum(w in text for w in CLIENT_HOLE_WORDS) >= 2, text
+
+
+def test_clip_and_uncovered_cut_the_plan_to_a_window():
+    plan = [SourceSpan("bot", 0, 6000), SourceSpan("client", 6000, 16000, -350.0), SourceSpan("bot", 17000, 36000)]
+    assert clip_plan(plan, 5000, 12000) == [SourceSpan("bot", 5000, 6000), SourceSpan("client", 6000, 12000, -350.0)]
+    assert clip_plan(plan, 40000, 50000) == []
+    assert uncovered(plan, 12000, 24000) == [(16000, 17000)]
+    assert uncovered(plan, 30000, 40000) == [(36000, 40000)]
+
+
+def test_overlap_span_holds_the_most_shared_media_within_its_length():
+    bot, client = [(0, 6000), (16000, 36000)], [(350, 20350), (30350, 36350)]
+    assert overlap_span(bot, client, 60_000) == (350, 36000)  # all of it: the holes add nothing
+    assert overlap_span(bot, client, 8000) == (350, 8350)  # 5650 shared ms (from 16000: 4350)
+    assert overlap_span([(0, 1000), (5000, 9000)], [(0, 9000)], 4000) == (5000, 9000)
+    assert overlap_span(bot, client, 2000) == (350, 2350)  # a tie: the first
+    assert overlap_span([(0, 1000)], [(2000, 3000)], 60_000) is None
+
+
+def test_keep_only_silences_what_the_sources_do_not_share():
+    got = keep_only(np.ones(10, np.float32), [(2, 4), (7, 20)], first_ms=0, rate=1000)
+    assert got.tolist() == [0, 0, 1, 1, 0, 0, 0, 1, 1, 1]
+    assert keep_only(np.ones(4, np.float32), [(0, 1000)], first_ms=2000, rate=1000).tolist() == [0] * 4
