@@ -54,10 +54,9 @@ def mark_step(engine: Engine, recording_id: str, step: str, status: str,
         s.add(row)
         rec = s.get(Recording, recording_id)
         failed_now = rec is not None and status == FAILED and is_final(step) and rec.status != "failed"
-        if rec is not None and status == FAILED and is_final(step):
+        if failed_now:  # the first final step to fail names the recording's error; later ones keep it
             rec.status, rec.error = "failed", error
             s.add(rec)
-        if failed_now:
             _settle_waiting(s, recording_id, except_step=step)
     if failed_now and rec is not None:
         announce(engine, rec.org, "recording.failed", recording_id, error=error)

@@ -224,6 +224,11 @@ def test_a_done_step_stays_done_and_a_failed_one_keeps_its_reason(engine) -> Non
     note_retry(engine, "rec-s", late, "transcription of track a, chunk 2 failed (storage_unavailable)")
     assert (_step(engine, "rec-s", late).status, _step(engine, "rec-s", late).error) == (
         "failed", "transcription of track a, chunk 2 failed (storage_unavailable); not retried: the recording failed")
+    # another final step failing later keeps the recording's first reason
+    note_retry(engine, "rec-s", steps.TRANSCRIPT_FINAL, "transcription failed (storage_unavailable)")
+    assert _step(engine, "rec-s", steps.TRANSCRIPT_FINAL).status == "failed"
+    rec = _recording(engine, "rec-s")
+    assert (rec.status, rec.error) == ("failed", "video processing failed after 9 attempts")
 
 
 def test_retries_exhausted_fail_the_step_and_the_recording(engine, store, broker, run_worker) -> None:
