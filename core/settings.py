@@ -159,10 +159,11 @@ class Settings(BaseSettings):
                                   "every org's policy and, where runs are automatic, run it")
     retention_spool_max_age_s: int = Field(86400, ge=600, description="the retention tick removes upload spool "
                                            "files (data_dir/spool) older than this (left by killed uploads)")
-    ingest_stream_to_s3: bool = Field(False, description="send a chunk's body on to a staging object in S3 while "
-                                      "it is received (then copy it to the chunk key once checked); false = "
-                                      "spool to disk first, then PUT. Off by default: on the local stack "
-                                      "(SeaweedFS, loopback clients) it measured slower (bench/ingest)")
+    ingest_stream_to_s3: bool = Field(False, description="stream a chunk's body to its chunk key while it is "
+                                      "received (under the key's write lease; the row is marked stored only once "
+                                      "the bytes are verified, a failed body's object is removed); false = spool "
+                                      "to disk first, then PUT. Off by default: on the local stack (SeaweedFS, "
+                                      "loopback clients, 2 shared cores) it did not measure faster (bench/ingest)")
     reconcile_sources: bool = Field(True, description="a bot recording whose room also has a client recording "
                                     "(the call page's uploads) plays, per participant and second, the client "
                                     "where the bot has no media (aligned by audio) in its video and transcript; "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,12 +14,18 @@ from core.access import Action, require
 from core.auth import mint_token
 from core.db import session_scope
 from core.errors import TooLarge
-from core.ratelimit import charge
-from core.limits import KEY_CHARS
 from core.http import CurrentPrincipal
+from core.limits import KEY_CHARS
+from core.ratelimit import charge
 from ingest.headers import check_seq, parse_chunk_headers, parse_track_headers
 from ingest.recordings import chunk_public, create_recording, ledger, recording_public
-from ingest.schemas import ChunkPublic, RecordingCreate, RecordingPublic, TokenPublic, UploadTokenRequest
+from ingest.schemas import (
+    ChunkPublic,
+    RecordingCreate,
+    RecordingPublic,
+    TokenPublic,
+    UploadTokenRequest,
+)
 from ingest.service import Ingest
 from ingest.spool import spool_body
 from ingest.tokens import BeaconPrincipal
@@ -38,7 +44,7 @@ IngestDep = Annotated[Ingest, Depends(get_ingest)]
              responses={200: {"model": RecordingPublic, "description": "it existed (idempotent retry)"}})
 def post_recording(body: RecordingCreate, principal: CurrentPrincipal, ing: IngestDep, response: Response,
                    request: Request,
-                   idempotency_key: Annotated[Optional[str], Header(max_length=KEY_CHARS)] = None) -> RecordingPublic:
+                   idempotency_key: Annotated[str | None, Header(max_length=KEY_CHARS)] = None) -> RecordingPublic:
     """Create a recording (idempotent on Idempotency-Key, client_key or (room_id, source))."""
     require(principal, Action.CREATE_RECORDING)
     charge(request.app.state, principal, "create_recording")
@@ -81,23 +87,24 @@ async def _upload(request: Request, principal: Any, ing: Ingest, recording_id: s
     if hdr.declared_length is not None and hdr.declared_length > ing.limits.max_chunk_bytes:
         raise TooLarge(f"chunk is larger than {ing.limits.max_chunk_bytes} bytes", code="chunk_too_large")
     declare = parse_track_headers(headers)
-    pre = await run_in_threadpool(ing.precheck, principal, recording_id, track, seq, hdr, declare)
-    cleanup = None
-    if pre.stored is None:
-        stage = (await run_in_threadpool(ing.open_staging, hdr)
-                 if request.app.state.settings.ingest_stream_to_s3 else None)
-        body = await spool_body(request.stream(), ing.limits.max_chunk_bytes, request.app.state.spool_dir, stage)
-        try:
-            stored, created, start = await run_in_threadpool(ing.store_chunk, principal, pre, recording_id, track,
-                                                             seq, hdr, body, declare)
-        except BaseException:
-            await run_in_threadpool(ing.drop_staged, body)
-            raise
-        finally:
-            body.discard()
-        cleanup = BackgroundTask(ing.drop_staged, body)  # after the answer: off the client's latency
-    else:
-        stored, created, start = pre.stored, False, pre.started_at_ms
+    stream = request.app.state.settings.ingest_stream_to_s3
+    pre = await run_in_threadpool(ing.precheck, principal, recording_id, track, seq, hdr, declare, stream)
+    if pre.stored is not None:  # a retry of a stored chunk: answered before its body is read
+        return JSONResponse(chunk_public(pre.stored, pre.started_at_ms, duplicate=True).model_dump(), status_code=200)
+    try:
+        body = await spool_body(request.stream(), ing.limits.max_chunk_bytes, request.app.state.spool_dir, pre.sink)
+    except BaseException:
+        await run_in_threadpool(ing.abandon, pre, recording_id, track, seq)
+        raise
+    try:
+        stored, created, start = await run_in_threadpool(ing.store_chunk, pre, recording_id, track, seq, hdr, body)
+    except BaseException:
+        await run_in_threadpool(ing.release, pre, recording_id, track, seq)
+        raise
+    finally:
+        body.discard()
+    # the lease outlives the answer by a moment: an upload waiting on it sees the stored row anyway
+    cleanup = BackgroundTask(ing.release, pre, recording_id, track, seq)
     out = chunk_public(stored, start, duplicate=not created)
     return JSONResponse(out.model_dump(), status_code=201 if created else 200, background=cleanup)
 

@@ -1,31 +1,35 @@
 """Chunk ingest: recordings, the upload flow, the ledger, finalize.
 
 Upload flow (each step can fail without losing or duplicating anything):
-  1. headers parsed, caller authorised, rate limits counted;
-  2. a stored row with the same (recording, track, seq) answers now: 200 if the
-     SHA-256 matches (a retry), 409 if not (the stored bytes are kept);
-  3. the body is spooled to disk while hashed (413 past the limit) and checked
-     against the declared SHA-256, magic bytes (415) and the media validator
-     (`ingest.media.probe_file`: a structural walk, ffprobe for Ogg; a continuation blob:
-     `ingest.continuation`, against its header chunk's track numbers; 422 → quarantine);
-  4. the seq is *claimed* in the DB (unique row, status `uploading`) before the
-     object is written, so two different bodies can never race onto one key;
-  5. the object is written to its deterministic key, the row becomes `stored`. A body of
-     declared length is streamed to a `_staging/` object while it is received (step 3),
-     so this write is a server-side copy of bytes already hashed and length-checked;
-     otherwise it is a PUT from the spool. The staging object is deleted either way;
-  6. per-chunk processing is enqueued by actor name (re-tried on the next retry if
-     Redis was down).
+  1. headers parsed, caller authorised, the seq *claimed* — one transaction: a stored row
+     with the same (recording, track, seq) answers now (200 if the SHA-256 matches, a
+     retry; 409 if not, the stored bytes are kept); a row being uploaded with other bytes
+     is a 409; otherwise the row (status `uploading`, the declared SHA-256) is made or
+     taken over. Then rate limits, and the chunk key's write lease (`ingest.lease`);
+  2. the body is spooled to disk while hashed (413 past the limit). The lease holder also
+     streams it to the chunk key as it arrives (a body of declared length, when
+     `ingest_stream_to_s3`): the S3 write overlaps the receive instead of following it;
+  3. the body is checked against the declared SHA-256, magic bytes (415) and the media
+     validator (`ingest.media.probe_file`: a structural walk, ffprobe for Ogg; a
+     continuation blob: `ingest.continuation`, against its header chunk's track numbers;
+     422 → quarantine). A failed body's object (if its PUT got through) and claim are
+     removed, so no key keeps bytes that were not verified and the seq is free again;
+  4. the object is in place (the streamed PUT, else a PUT from the spool) and the row
+     becomes `stored` — only then. An upload that found the lease held by another upload
+     of the same bytes verifies its spool, then waits for the other to end: stored → 200,
+     failed → it takes the lease and writes from its spool;
+  5. per-chunk processing is enqueued by actor name (re-tried on the next retry if
+     Redis was down); the row notes it.
 """
 from __future__ import annotations
 
-import uuid
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from sqlalchemy import case, delete, func, or_, update
 from sqlalchemy.engine import Engine
-from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -33,21 +37,31 @@ from core import keys
 from core.access import Action, recording_for
 from core.auth import Principal, ensure_upload_open
 from core.db import session_scope
-from core.errors import Conflict, Forbidden, InvalidMedia, NotFound, QueueError, StorageError
+from core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidMedia,
+    NotFound,
+    QueueError,
+    RateLimited,
+    RecorderError,
+    StorageError,
+)
 from core.logging import bound, get_logger
 from core.models import Chunk, ProcessingStep, Recording, RejectedChunk, Track
 from core.models._types import now_ms
 from core.queue import enqueue
 from core.ratelimit import RateLimiter
 from core.steps import FINAL_STEPS, PENDING
-from core.storage import ObjectStore, StreamingPut, begin_put, copy_object
+from core.storage import ObjectStore, begin_put
 from ingest.continuation import check_continuation
 from ingest.headers import ChunkHeaders
+from ingest.lease import LeasedPut, Leases, lease_name
 from ingest.media import check_magic, probe_file
 from ingest.spool import Spooled
 
 log = get_logger("recorder.ingest")
-STAGING_PREFIX = "_staging/"  # bodies streamed to S3 while received; copied to their chunk key once checked
+BUSY_WAIT_S = 30.0  # how long an upload waits for another upload of the same bytes to end (then 429)
 
 
 @dataclass
@@ -60,13 +74,16 @@ class IngestLimits:
 
 @dataclass
 class Precheck:
-    """What steps 1–2 learnt and the later steps reuse (saves a DB round trip each)."""
+    """What step 1 learnt and claimed; the later steps go on from it."""
 
     stored: Chunk | None      # a stored chunk with the same seq (a retry: answer it now)
     org: str
     started_at_ms: int | None
-    track_exists: bool
+    key: str = ""             # the chunk's object key
+    chunk_id: int | None = None  # the claimed row (status `uploading`)
+    lease: str | None = None  # our write lease on `key`; None: another upload of these bytes holds it
     stream_tracks: set[int] | None = None  # a continuation's stream's track numbers, if known
+    sink: LeasedPut | None = None          # the PUT to `key` the body is streamed to while it arrives
 
 
 @dataclass
@@ -78,6 +95,11 @@ class Ingest:
     broker: dramatiq.Broker
     limiter: RateLimiter
     limits: IngestLimits
+    leases: Leases | None = None  # default: over the rate limiter's Redis client
+
+    def __post_init__(self) -> None:
+        if self.leases is None:
+            self.leases = Leases(self.limiter.client)
 
     # -- recordings -------------------------------------------------------------
     def get_recording(self, s: Session, principal: Principal, recording_id: str,
@@ -91,9 +113,45 @@ class Ingest:
 
     # -- chunk upload -----------------------------------------------------------
     def precheck(self, principal: Principal, recording_id: str, track_id: str, seq: int,
-                 hdr: ChunkHeaders, declare: dict[str, str] | None) -> Precheck:
-        """Steps 1–2: auth, limits, duplicates (one read-only transaction). `stored` is set for a retry."""
+                 hdr: ChunkHeaders, declare: dict[str, str] | None, stream: bool = False) -> Precheck:
+        """Step 1: rate limits and the write lease (Redis), then one transaction that authorises
+        and claims; `stored` is set for a retry. With `stream`, the lease holder gets a `sink`
+        to the chunk key for a body of declared length."""
+        assert self.leases is not None
+        keys.check_id(recording_id, "recording_id")
         keys.check_id(track_id, "track")
+        # Counted before the transaction (one per request, as before); keyed by the caller's org,
+        # which is the recording's for every request that gets further.
+        self.limiter.hit("chunks", f"{principal.org}/{recording_id}", self.limits.chunk_rate_per_minute)
+        self.limiter.hit("org", principal.org, self.limits.org_rate_per_minute)
+        lease = self.leases.acquire(lease_name(recording_id, track_id, seq))
+        try:
+            try:
+                pre = self._begin(principal, recording_id, track_id, seq, hdr, declare)
+            except IntegrityError:  # a concurrent upload made the track or the row first: look again
+                pre = self._begin(principal, recording_id, track_id, seq, hdr, declare)
+        except BaseException:
+            if lease is not None:
+                self.leases.release(lease_name(recording_id, track_id, seq), lease)
+            raise
+        pre.lease = lease
+        if pre.stored is not None:
+            try:
+                pre.stored = self._duplicate(pre.stored, hdr.sha256)
+            finally:
+                self.release(pre, recording_id, track_id, seq)
+            return pre
+        length = hdr.declared_length
+        if stream and lease and length and length <= self.limits.max_chunk_bytes:
+            try:
+                name = lease_name(recording_id, track_id, seq)
+                pre.sink = LeasedPut(begin_put(self.store, pre.key, length, hdr.content_type), self.leases, name, lease)
+            except StorageError as exc:  # spool first, PUT after
+                log.warning("chunk_stream_not_started", key=pre.key, error=exc.message)
+        return pre
+
+    def _begin(self, principal: Principal, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
+               declare: dict[str, str] | None) -> Precheck:
         with session_scope(self.engine) as s:
             rec = self.get_recording(s, principal, recording_id, Action.UPLOAD)
             ensure_upload_open(principal, rec.status)
@@ -101,21 +159,30 @@ class Ingest:
             self.authorize_upload(principal, track)
             if track is None and not declare:
                 raise NotFound(f"track {track_id} not declared on recording {recording_id}", code="unknown_track")
-            existing = self._chunk(s, rec.id, track_id, seq)
-            pre = Precheck(stored=None, org=rec.org, started_at_ms=rec.started_at_ms, track_exists=track is not None)
+            pre = Precheck(stored=None, org=rec.org, started_at_ms=rec.started_at_ms,
+                           key=keys.chunk_key(rec.org, recording_id, track_id, seq, hdr.container))
             if hdr.continuation:
                 pre.stream_tracks = self._stream_tracks(s, rec.id, track_id, seq)
-            status = rec.status
-        self.limiter.hit("chunks", recording_id, self.limits.chunk_rate_per_minute)
-        self.limiter.hit("org", pre.org, self.limits.org_rate_per_minute)
-        if existing is not None and existing.status == "stored":
-            pre.stored = self._duplicate(existing, hdr.sha256)
-            return pre
-        if existing is not None and existing.sha256 != hdr.sha256:
-            raise Conflict(f"seq {seq} is being uploaded with other bytes", code="chunk_conflict")
-        if status != "recording":  # re-checked inside the claim's transaction
-            raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
+            existing = self._chunk(s, rec.id, track_id, seq)
+            if existing is not None and existing.status == "stored":
+                pre.stored = existing
+                return pre
+            if existing is not None and existing.sha256 != hdr.sha256:
+                raise Conflict(f"seq {seq} is being uploaded with other bytes", code="chunk_conflict")
+            if rec.status != "recording":
+                raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
+            if track is None:  # declared on its first chunk
+                s.add(Track(recording_id=recording_id, track_id=track_id, **track_identity(principal, declare or {})))
+            pre.chunk_id = existing.id if existing is not None else self._insert(s, recording_id, track_id, seq, hdr)
         return pre
+
+    def _insert(self, s: Session, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders) -> int | None:
+        chunk = Chunk(recording_id=recording_id, track_id=track_id, seq=seq, sha256=hdr.sha256,
+                      start_ms=hdr.start_epoch_ms, duration_ms=hdr.duration_ms, size=hdr.declared_length or 0,
+                      content_type=hdr.content_type, container=hdr.container, continuation=hdr.continuation)
+        s.add(chunk)
+        s.flush()  # an existing row for this seq makes this fail (IntegrityError): the caller looks again
+        return chunk.id
 
     def _duplicate(self, stored: Chunk, sha256: str) -> Chunk:
         if stored.sha256 != sha256:
@@ -129,50 +196,106 @@ class Ingest:
         return s.exec(select(Chunk).where(Chunk.recording_id == recording_id, Chunk.track_id == track_id,
                                           Chunk.seq == seq)).first()
 
-    def store_chunk(self, principal: Principal, pre: Precheck, recording_id: str, track_id: str, seq: int,
-                    hdr: ChunkHeaders, body: Spooled, declare: dict[str, str] | None) -> tuple[Chunk, bool, int | None]:
-        """Steps 3–6 for a spooled body; returns (chunk, created, recording start epoch ms)."""
+    def store_chunk(self, pre: Precheck, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
+                    body: Spooled) -> tuple[Chunk, bool, int | None]:
+        """Steps 3–5 for a spooled body; returns (chunk, created, recording start epoch ms)."""
         with bound(recording_id=recording_id, phase="ingest"):
-            if body.sha256 != hdr.sha256:
-                raise _digest_mismatch(hdr.sha256, body.sha256)
-            check_magic(body.head, hdr.container, hdr.continuation)
-            probe = self._validate(pre.org, recording_id, track_id, seq, hdr, body, pre.stream_tracks)
-            claimed = self._claim(principal, recording_id, track_id, seq, hdr, body,
-                                  None if pre.track_exists else declare)
-            if claimed.status == "stored":
-                return self._duplicate(claimed, hdr.sha256), False, pre.started_at_ms
-            key = keys.chunk_key(pre.org, recording_id, track_id, seq, hdr.container)
-            self._write(key, body, hdr)
-            chunk, created, started_at_ms = self._mark_stored(claimed.id, key, probe, hdr)
+            try:
+                if body.sha256 != hdr.sha256:
+                    raise _digest_mismatch(hdr.sha256, body.sha256)
+                check_magic(body.head, hdr.container, hdr.continuation)
+                probe = self._validate(pre.org, recording_id, track_id, seq, hdr, body, pre.stream_tracks)
+                if pre.lease is None:  # another upload of these bytes is writing the key: let it end
+                    done = self._await_lease(pre, recording_id, track_id, seq, hdr)
+                    if done is not None:
+                        return self._duplicate(done, hdr.sha256), False, pre.started_at_ms
+                self._write(pre, body, hdr)
+                chunk, created, started_at_ms = self._mark_stored(pre.chunk_id, pre.key, probe, hdr, body.size)
+            except BaseException:
+                self.abandon(pre, recording_id, track_id, seq)
+                raise
             if not created:
                 return self._duplicate(chunk, hdr.sha256), False, started_at_ms
             self._enqueue(chunk)
             log.info("chunk_stored", track=track_id, seq=seq, bytes=body.size)
             return chunk, True, started_at_ms
 
-    def open_staging(self, hdr: ChunkHeaders) -> StreamingPut | None:
-        """A PUT to a fresh staging key that the body is fed to while it arrives (step 5 then
-        copies it to the chunk key). Only for bodies of declared length within the limit."""
-        length = hdr.declared_length
-        if not length or length > self.limits.max_chunk_bytes:
-            return None
-        return begin_put(self.store, f"{STAGING_PREFIX}{uuid.uuid4().hex}", length, hdr.content_type)
-
-    def _write(self, key: str, body: Spooled, hdr: ChunkHeaders) -> None:
-        """Step 5's write: a server-side copy of the staged bytes (hashed as they were sent), else
-        a PUT from the spool. Either way the chunk key gets the whole object or nothing."""
-        if body.staged:
-            copy_object(self.store, body.staged, key)
-        else:
-            self.store.put_file(key, body.path, hdr.content_type)
-
-    def drop_staged(self, body: Spooled) -> None:
-        """Delete the staging object (best effort: STAGING_PREFIX holds nothing anyone reads)."""
-        if body.staged:
+    def _write(self, pre: Precheck, body: Spooled, hdr: ChunkHeaders) -> None:
+        """Step 4's write: wait for the streamed PUT (its bytes are the ones just verified),
+        else — or if it failed — PUT the spool. The key gets the whole object or nothing."""
+        if pre.sink is not None:
+            sink, pre.sink = pre.sink, None
             try:
-                self.store.delete(body.staged)
-            except StorageError:
-                log.warning("staging_delete_failed", key=body.staged)
+                sink.finish()
+                return
+            except StorageError as exc:
+                log.warning("chunk_stream_failed", key=pre.key, error=exc.message)
+        self.store.put_file(pre.key, body.path, hdr.content_type)
+
+    def _await_lease(self, pre: Precheck, recording_id: str, track_id: str, seq: int,
+                     hdr: ChunkHeaders) -> Chunk | None:
+        """Wait (polling) until the upload holding the key's lease has ended: its stored row
+        (answer as a duplicate), or the lease is ours and the seq claimed again (None)."""
+        assert self.leases is not None
+        name, deadline, pause = lease_name(recording_id, track_id, seq), time.monotonic() + BUSY_WAIT_S, 0.02
+        while True:
+            with session_scope(self.engine) as s:
+                row = self._chunk(s, recording_id, track_id, seq)
+            if row is not None and (row.status == "stored" or row.sha256 != hdr.sha256):
+                return row  # stored with other bytes: _duplicate answers 409
+            pre.lease = self.leases.acquire(name)
+            if pre.lease is not None:
+                break
+            if time.monotonic() > deadline:
+                raise RateLimited("another upload of this chunk is still in progress", code="chunk_busy",
+                                  retry_after=2)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+        try:
+            with session_scope(self.engine) as s:
+                row = self._chunk(s, recording_id, track_id, seq)
+                if row is not None and (row.status == "stored" or row.sha256 != hdr.sha256):
+                    return row
+                pre.chunk_id = row.id if row is not None else self._insert(s, recording_id, track_id, seq, hdr)
+        except IntegrityError:  # made by an upload that has not got the lease: other bytes → 409, same → ours
+            with session_scope(self.engine) as s:
+                row = self._chunk(s, recording_id, track_id, seq)
+            if row is None or row.sha256 != hdr.sha256:
+                raise Conflict(f"seq {seq} already claimed with other bytes", code="chunk_conflict") from None
+            if row.status == "stored":
+                return row
+            pre.chunk_id = row.id
+        return None
+
+    def abandon(self, pre: Precheck, recording_id: str, track_id: str, seq: int) -> None:
+        """Undo a failed upload's claim (best effort, never raises): end its streamed PUT (one
+        short of its length is dropped by S3; a whole one may land) and, as the lease holder,
+        remove the `uploading` row and whatever is at the key (no one else wrote it), then
+        free the lease. Without the lease: nothing."""
+        if pre.sink is not None:  # all of the body may have been sent: wait for S3's answer, then remove it
+            sink, pre.sink = pre.sink, None
+            try:
+                sink.finish()
+            except RecorderError:
+                pass
+        if pre.lease is None:
+            return
+        assert self.leases is not None
+        try:
+            if pre.chunk_id is not None:
+                with session_scope(self.engine) as s:
+                    gone = s.exec(delete(Chunk).where(Chunk.id == pre.chunk_id, Chunk.status == "uploading"))
+                if gone.rowcount:
+                    self.store.delete(pre.key)
+        except RecorderError as exc:
+            log.warning("claim_cleanup_failed", key=pre.key, error=exc.message)
+        self.release(pre, recording_id, track_id, seq)
+
+    def release(self, pre: Precheck, recording_id: str, track_id: str, seq: int) -> None:
+        """Free the write lease (after the answer: a waiting upload sees the stored row anyway)."""
+        if pre.lease is not None and self.leases is not None:
+            self.leases.release(lease_name(recording_id, track_id, seq), pre.lease)
+            pre.lease = None
 
     def _validate(self, org: str, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
                   body: Spooled, stream_tracks: set[int] | None = None) -> dict[str, Any] | None:
@@ -215,57 +338,27 @@ class Ingest:
                                 reason=reason[:1000], object_key=key))
         log.warning("chunk_quarantined", track=track_id, seq=seq, reason=reason)
 
-    def _claim(self, principal: Principal, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
-               body: Spooled, declare: dict[str, str] | None) -> Chunk:
-        try:
-            with session_scope(self.engine) as s:
-                rec = s.get(Recording, recording_id)
-                if rec is None or rec.status != "recording":
-                    raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
-                if declare:  # precheck found no such track: create it in this transaction
-                    self._ensure_track(s, principal, recording_id, track_id, declare)
-                # an existing row for this seq makes the insert fail: handled below
-                chunk = Chunk(recording_id=recording_id, track_id=track_id, seq=seq, sha256=hdr.sha256,
-                              start_ms=hdr.start_epoch_ms, duration_ms=hdr.duration_ms, size=body.size,
-                              content_type=hdr.content_type, container=hdr.container,
-                              continuation=hdr.continuation)
-                s.add(chunk)
-                s.flush()
-                return chunk
-        except IntegrityError:  # the seq is claimed: a concurrent upload, or an interrupted earlier one
-            with session_scope(self.engine) as s:
-                other = self._chunk(s, recording_id, track_id, seq)
-            if other is None or other.sha256 != hdr.sha256:
-                raise Conflict(f"seq {seq} already claimed with other bytes", code="chunk_conflict") from None
-            return other  # same bytes: take over (or answer as a duplicate once stored)
-
-    def _ensure_track(self, s: Session, principal: Principal, recording_id: str, track_id: str,
-                      declare: dict[str, str] | None) -> None:
-        if s.exec(select(Track).where(Track.recording_id == recording_id, Track.track_id == track_id)).first():
-            return
-        if not declare:
-            raise NotFound(f"track {track_id} not declared", code="unknown_track")
-        s.add(Track(recording_id=recording_id, track_id=track_id, **track_identity(principal, declare)))
-        s.flush()
-
     def _mark_stored(self, chunk_id: int | None, key: str, probe: dict[str, Any] | None,
-                     hdr: ChunkHeaders) -> tuple[Chunk, bool, int | None]:
-        """uploading → stored, atomically: of two concurrent uploads of the same bytes only one
-        flips the row (and answers 201); the other wrote identical bytes and answers 200.
-        Returns (chunk, flipped, recording start epoch ms)."""
+                     hdr: ChunkHeaders, size: int) -> tuple[Chunk, bool, int | None]:
+        """uploading → stored, atomically: of two uploads of the same bytes only one flips the
+        row (and answers 201); the other answers 200. Returns (chunk, flipped, recording start)."""
+        at, start = now_ms(), hdr.start_epoch_ms
         with session_scope(self.engine) as s:
-            flipped = s.exec(update(Chunk).where(Chunk.id == chunk_id, Chunk.status == "uploading").values(
-                status="stored", object_key=key, probe=probe, stored_at=now_ms(),
-                duration_ms=func.coalesce(Chunk.duration_ms, (probe or {}).get("duration_ms")))).rowcount == 1
-            chunk = s.get(Chunk, chunk_id, populate_existing=True)
-            assert chunk is not None
-            rec = s.get(Recording, chunk.recording_id)
-            assert rec is not None
-            if flipped:
-                rec.started_at_ms = min(rec.started_at_ms or hdr.start_epoch_ms, hdr.start_epoch_ms)
-                rec.last_chunk_at = now_ms()
-                s.add(rec)
-            started_at_ms = rec.started_at_ms
+            chunk = s.execute(update(Chunk).where(Chunk.id == chunk_id, Chunk.status == "uploading").values(
+                status="stored", object_key=key, probe=probe, stored_at=at, size=size,
+                duration_ms=func.coalesce(Chunk.duration_ms, (probe or {}).get("duration_ms"))
+            ).returning(Chunk)).scalar_one_or_none()
+            flipped = chunk is not None
+            if chunk is None:  # stored by the other upload of these bytes
+                chunk = s.get(Chunk, chunk_id)
+                if chunk is None:  # cannot happen while we hold the lease; a conflict for the client to retry
+                    raise Conflict("the chunk's claim was lost; retry", code="chunk_conflict")
+                started_at_ms = s.exec(select(Recording.started_at_ms).where(Recording.id == chunk.recording_id)).one()
+            else:
+                earlier = or_(Recording.started_at_ms.is_(None), Recording.started_at_ms > start)
+                started_at_ms = s.execute(update(Recording).where(Recording.id == chunk.recording_id).values(
+                    started_at_ms=case((earlier, start), else_=Recording.started_at_ms), last_chunk_at=at
+                ).returning(Recording.started_at_ms)).scalar_one()
         return chunk, flipped, started_at_ms
 
     def _enqueue(self, chunk: Chunk) -> None:

@@ -4,9 +4,10 @@ The body is never held whole in memory: it is hashed and written in 256 KiB batc
 from a worker thread (hashing 2 MB on the event loop would stall every other request),
 and the upload stops with 413 as soon as it passes the size limit.
 
-With a `sink` (a `core.storage.StreamingPut` to a staging key) every batch is also sent
+With a `sink` (a `core.storage.StreamingPut` to the chunk key) every batch is also sent
 on to S3 as it arrives, so the object is written while the body is still being received;
-a body that fails (413, client gone, empty) aborts that PUT and S3 keeps nothing.
+the caller waits for that PUT (`finish`) once it has checked the bytes. A body that fails
+(413, client gone, empty, full spool) aborts the PUT and S3 keeps nothing.
 """
 from __future__ import annotations
 
@@ -14,25 +15,20 @@ import errno
 import hashlib
 import os
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from core.errors import DependencyDown, InvalidInput, StorageError, TooLarge
-from core.logging import get_logger
-
-log = get_logger("recorder.ingest")
+from core.errors import DependencyDown, InvalidInput, TooLarge
 
 BATCH = 256 * 1024
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # a full spool disk: 503 spool_full, retry later
 
 
 class Sink(Protocol):
-    key: str
-
     def feed(self, pieces: list[bytes]) -> None: ...
-    def finish(self) -> None: ...
     def abort(self) -> None: ...
 
 
@@ -42,7 +38,6 @@ class Spooled:
     size: int
     sha256: str
     head: bytes
-    staged: str | None = None  # the S3 key holding exactly these bytes, if the sink's PUT succeeded
 
     def discard(self) -> None:
         try:
@@ -52,12 +47,15 @@ class Spooled:
 
 
 def _absorb(out: BinaryIO, digest: Any, pieces: list[bytes], sink: Sink | None = None) -> None:
-    """Hash and write one batch (in a worker thread: hashlib releases the GIL on large data)."""
-    if sink is not None:
-        sink.feed(pieces)
+    """Hash and write one batch, then send it on (in a worker thread: hashlib releases the GIL
+    on large data). Written first, so a full disk stops the body before the sink has all of it:
+    a PUT short of its length is dropped by S3; a complete one could still land."""
     for piece in pieces:
         digest.update(piece)
     out.writelines(pieces)
+    out.flush()
+    if sink is not None:
+        sink.feed(pieces)
 
 
 async def spool_body(chunks: AsyncIterator[bytes], max_bytes: int, directory: str | None = None,
@@ -94,17 +92,4 @@ async def spool_body(chunks: AsyncIterator[bytes], max_bytes: int, directory: st
         if sink is not None:
             await run_in_threadpool(sink.abort)
         raise InvalidInput("empty body", code="empty_body")
-    spooled = Spooled(path=path, size=size, sha256=digest.hexdigest(), head=head)
-    if sink is not None:
-        spooled.staged = await run_in_threadpool(_finish, sink)
-    return spooled
-
-
-def _finish(sink: Sink) -> str | None:
-    """The staging key, or None if its PUT failed (the store step then writes from the spool)."""
-    try:
-        sink.finish()
-    except StorageError as exc:
-        log.warning("staging_put_failed", key=sink.key, error=exc.message)
-        return None
-    return sink.key
+    return Spooled(path=path, size=size, sha256=digest.hexdigest(), head=head)

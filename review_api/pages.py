@@ -27,7 +27,7 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"review.js": "text/javascript", "search.js": "text/javascript", "common.js": "text/javascript",
           "recordings.js": "text/javascript", "compliance.js": "text/javascript", "call.js": "text/javascript",
-          "review.css": "text/css"}
+          "quality_sampler.js": "text/javascript", "review.css": "text/css"}
 
 
 def content_security_policy(public_url: str = "", sockets: str = "") -> str:

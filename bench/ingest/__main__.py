@@ -223,8 +223,9 @@ def write_results(rows: list[tuple], size: int, rss: list[float], check_ms: dict
     """Rewrite the generated part of RESULTS.md; hand-written notes after NOTES are kept."""
     lines = ["# bench/ingest", "",
              (f"Chunk: {size / 2**20:.2f} MB real WebM (VP8+Opus, 30 s). API = `recorder api` (uvicorn, 1 process; the body "
-              "is streamed to a staging object while received, then server-side copied to the chunk key; "
-              "spool-first = the same API with `RECORDER_INGEST_STREAM_TO_S3=false`: spool to disk, then PUT) "
+              "is streamed to its chunk key while received, under the key's write lease, and marked stored once "
+              "verified; spool-first = the same API with `RECORDER_INGEST_STREAM_TO_S3=false`: spool to disk, "
+              "then PUT) "
               "on SQLite + redis-server + SeaweedFS `weed mini`; direct = minio SDK `put_object` of the same bytes "
               "to the same S3 server. Same run, same machine (2 cores: client, API and S3 server share them; "
               f"1-min load average {load:.1f} at the start). Each level alternates API, direct and spool-first rounds "

@@ -21,6 +21,9 @@
 // message of a connection torn down by a restart never reaches its replacement: a fresh page
 // starts at 0, every rebuild of a link goes one up, the higher generation wins on both sides
 // (a signal above ours rebuilds our end at that generation, one below is dropped).
+// While our own recording is on, quality_sampler.js posts what getStats() says of every link.
+
+import * as quality from "./quality_sampler.js";
 
 export const TIMING = Object.freeze({
   heartbeatMs: 2500, iceRestartMs: 9000, fullRestartMs: 18000, waitNetworkMs: 60000, warmUpMs: 8000,
@@ -395,6 +398,7 @@ class Peer {
 
   close() {
     this.closed = true;
+    this.call.quality?.close(this); // getStats before the connection goes
     this.pc.close();
   }
 }
@@ -607,6 +611,9 @@ class Call {
       await this.uploader.open();
       await this.uploader.start(this.media.stream);
       this.recording = {...this.recording, state: "on", id: cfg.recording_id, track: cfg.track_id};
+      this.quality = new quality.QualityReporter({me: this.me, recordingId: cfg.recording_id,
+        token: () => this.uploader.token, links: () => [...this.peers.values()].filter(p => !p.closed)});
+      this.quality.start();
       this.renew = setTimeout(() => this.renewUpload(), cfg.expires_in * 800);
     } catch (err) {
       this.recording.state = "failed";
@@ -668,9 +675,10 @@ class Call {
     clearInterval(this.ticker);
     removeEventListener("pagehide", this.onPageHide);
     const saving = this.stopRecording(); // the last blob is queued before the tracks stop
+    const reporting = this.quality?.finish(); // reads the links before they close
     this.socket?.leave();
     for (const peer of this.peers.values()) peer.close();
-    await saving.catch(() => {});
+    await Promise.all([saving.catch(() => {}), reporting]);
     this.media.stop();
   }
 }
@@ -865,7 +873,8 @@ page.open();
 addEventListener("pageshow", ev => { if (ev.persisted) location.reload(); }); // back from bfcache: a fresh page
 
 // For tests in the page (pure logic) and a test hook that drops the signaling socket.
-window.CallPage = {TIMING, Ladder, Negotiator, SignalSocket, isPolite, reconnectDelay, sdpFingerprint, freshest};
+window.CallPage = {TIMING, Ladder, Negotiator, SignalSocket, isPolite, reconnectDelay, sdpFingerprint, freshest,
+  quality};
 window.callTest = {
   dropSocket: () => page.call.socket.drop(),
   /** The media path to `pid` dies silently (nobody is told): only the ladder can notice. */
@@ -879,6 +888,7 @@ window.callTest = {
         uploaded: call.recording.uploaded, pending: call.recording.pending, error: call.recording.error},
       audio: call.media.track("audio")?.enabled ?? null, video: call.media.track("video")?.enabled ?? null,
       localAudio: call.media.track("audio")?.id ?? null, steps: call.steps,
+      quality: call.quality ? {...call.quality.counts, queued: call.quality.queue.length} : null,
       peers: [...call.peers.values()].map(p => ({id: p.id, hidden: p.hidden, gen: p.gen, polite: p.polite,
         closed: !!p.closed, state: p.pc.connectionState, counts: {...p.neg.counts},
         senders: p.pc.getSenders().filter(s => s.track).map(s => ({kind: s.track.kind, enabled: s.track.enabled,

@@ -1,69 +1,81 @@
-"""Bodies streamed to a staging object while received, then copied to the chunk key once checked."""
+"""Bodies streamed straight to their chunk key while received, under the key's write lease."""
 from __future__ import annotations
+
+import threading
+import time
 
 import httpx
 import pytest
+import redis
 from sqlmodel import select
 
 from core import db
-from core.errors import StorageError
+from core.errors import RateLimited, StorageError
 from core.models import Chunk
 from core.storage import ObjectStore, begin_put
 from ingest import service
-from ingest.service import STAGING_PREFIX
+from ingest.lease import LeasedPut, Leases, lease_name
 from tests.conftest import auth
 from tests.ingest.conftest import T0, chunk_headers, create_recording, put, sha, snapshot
 
 
 @pytest.fixture
 def settings(settings):
-    """The conftest settings with streaming to S3 on (it is off by default)."""
+    """The conftest settings with streaming to S3 on (the default; said here so the tests do not depend on it)."""
     return settings.model_copy(update={"ingest_stream_to_s3": True})
 
 
 @pytest.fixture
-def copies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Every server-side copy the store step makes (the real copy still runs)."""
-    seen: list[tuple[str, str]] = []
-    real = service.copy_object
+def puts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The key of every streamed PUT the upload flow starts (the real PUT still runs)."""
+    seen: list[str] = []
+    real = service.begin_put
 
-    def spy(store: ObjectStore, src: str, dst: str) -> None:
-        seen.append((src, dst))
-        real(store, src, dst)
+    def spy(store: ObjectStore, key: str, length: int, content_type: str):
+        seen.append(key)
+        return real(store, key, length, content_type)
 
-    monkeypatch.setattr(service, "copy_object", spy)
+    monkeypatch.setattr(service, "begin_put", spy)
     return seen
 
 
-def test_streamed_chunk_is_copied_from_staging_and_staging_is_emptied(client, store, token_for, webm_chunks,
-                                                                      copies) -> None:
+def rows(settings, rec: str) -> list[Chunk]:
+    with db.session_scope(db.make_engine(settings.database_url)) as s:
+        return list(s.exec(select(Chunk).where(Chunk.recording_id == rec)).all())
+
+
+def test_streamed_chunk_goes_straight_to_its_key(client, store, token_for, webm_chunks, puts) -> None:
     tok = token_for(role="service")
     rec = create_recording(client, tok)
     data = webm_chunks[0][0]
     resp = put(client, tok, rec, "cam-a", 0, data, T0)
     assert resp.status_code == 201, resp.text
-    [(src, dst)] = copies
-    assert src.startswith(STAGING_PREFIX) and dst.startswith(f"acme/recordings/{rec}/chunks/")
-    assert snapshot(store, f"acme/recordings/{rec}/chunks/") == {dst: (len(data), sha(data))}
-    assert store.list(STAGING_PREFIX) == []
+    [key] = puts
+    assert key.startswith(f"acme/recordings/{rec}/chunks/cam-a/")
+    assert snapshot(store, f"acme/recordings/{rec}/") == {key: (len(data), sha(data))}
     assert put(client, tok, rec, "cam-a", 0, data, T0).status_code == 200  # retry: answered, not re-stored
-    assert len(copies) == 1
+    assert len(puts) == 1
 
 
-def test_streamed_body_with_wrong_digest_or_bad_media_leaves_no_chunk_object(client, store, token_for,
-                                                                           webm_chunks, copies) -> None:
+def test_streamed_body_with_wrong_digest_or_bad_media_leaves_no_object_nor_claim(client, store, settings, token_for,
+                                                                                 webm_chunks, puts) -> None:
     tok = token_for(role="service")
     rec = create_recording(client, tok)
-    data = webm_chunks[0][0]
+    data, other = webm_chunks[0][0], webm_chunks[1][0]
     wrong = client.put(f"/v1/recordings/{rec}/tracks/cam-a/chunks/0", content=data,
                        headers={**chunk_headers(data, T0), "X-Content-SHA256": sha(b"other"), **auth(tok)})
     assert wrong.status_code == 400 and wrong.json()["code"] == "digest_mismatch"
     garbage = b"\x1a\x45\xdf\xa3" + bytes(range(256)) * 64  # EBML magic, then no valid structure
     bad = put(client, tok, rec, "cam-a", 1, garbage, T0 + 1000)
     assert bad.status_code == 422, bad.text
-    assert copies == [] and store.list(f"acme/recordings/{rec}/chunks/") == []
-    assert store.list(STAGING_PREFIX) == []
+    assert len(puts) == 2  # both were streamed to their keys while received …
+    assert store.list(f"acme/recordings/{rec}/chunks/") == []  # … and removed once they failed
+    assert rows(settings, rec) == []  # the claims too: the seqs are free for other bytes
     assert [o.size for o in store.list(f"acme/recordings/{rec}/quarantine/")] == [len(garbage)]
+    assert put(client, tok, rec, "cam-a", 0, data, T0).status_code == 201
+    assert put(client, tok, rec, "cam-a", 1, other, T0 + 1000).status_code == 201
+    assert sorted(v[1] for v in snapshot(store, f"acme/recordings/{rec}/chunks/").values()) == sorted(
+        [sha(data), sha(other)])
 
 
 def test_s3_dying_mid_stream_leaves_no_chunk_object_nor_stored_row_then_retry_succeeds(
@@ -76,7 +88,7 @@ def test_s3_dying_mid_stream_leaves_no_chunk_object_nor_stored_row_then_retry_su
 
         def body_that_outlives_s3():
             yield data[:4096]
-            s3_server.stop()  # dies while the staging PUT is being fed
+            s3_server.stop()  # dies while the PUT to the chunk key is being fed
             yield data[4096:]
 
         url = f"/v1/recordings/{rec}/tracks/cam-a/chunks/0"
@@ -87,9 +99,7 @@ def test_s3_dying_mid_stream_leaves_no_chunk_object_nor_stored_row_then_retry_su
             assert down.json()["code"] == "storage_unavailable"
         finally:
             s3_server.start()
-        with db.session_scope(db.make_engine(settings.database_url)) as s:
-            rows = s.exec(select(Chunk).where(Chunk.recording_id == rec)).all()
-        assert all(r.status != "stored" for r in rows)
+        assert all(r.status != "stored" for r in rows(settings, rec))
         assert store.list(f"acme/recordings/{rec}/chunks/") == []
         retry = c.put(url, content=data, headers={**chunk_headers(data, T0), **auth(tok)})
         assert retry.status_code == 201, retry.text
@@ -98,15 +108,70 @@ def test_s3_dying_mid_stream_leaves_no_chunk_object_nor_stored_row_then_retry_su
     assert [v[1] for v in snapshot(store, f"acme/recordings/{rec}/chunks/").values()] == [sha(data)]
 
 
+def test_upload_waits_while_another_holds_the_lease_then_writes_verified_bytes(
+        client, store, settings, token_for, webm_chunks, puts) -> None:
+    """A second upload of the same seq never writes the key while the first may: it spools and
+    verifies, waits for the lease, then PUTs from its spool (no streamed PUT)."""
+    tok = token_for(role="service")
+    rec = create_recording(client, tok)
+    data = webm_chunks[2][0]
+    leases = Leases(redis.Redis.from_url(settings.redis_url))
+    name = lease_name(rec, "cam-a", 0)
+    held = leases.acquire(name)  # as if a first upload were still streaming its body
+    assert held
+    answers: list[httpx.Response] = []
+    waiter = threading.Thread(target=lambda: answers.append(put(client, tok, rec, "cam-a", 0, data, T0)))
+    waiter.start()
+    time.sleep(0.6)
+    assert waiter.is_alive() and store.list(f"acme/recordings/{rec}/chunks/") == []
+    leases.release(name, held)
+    waiter.join(30)
+    assert answers[0].status_code == 201, answers[0].text
+    assert puts == []
+    assert [v[1] for v in snapshot(store, f"acme/recordings/{rec}/chunks/").values()] == [sha(data)]
+
+
+def test_upload_answers_429_when_the_lease_is_not_freed(client, settings, token_for, webm_chunks,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "BUSY_WAIT_S", 0.5)
+    tok = token_for(role="service")
+    rec = create_recording(client, tok)
+    data = webm_chunks[0][0]
+    leases = Leases(redis.Redis.from_url(settings.redis_url))
+    assert leases.acquire(lease_name(rec, "cam-a", 0))
+    busy = put(client, tok, rec, "cam-a", 0, data, T0)
+    assert busy.status_code == 429 and busy.json()["code"] == "chunk_busy" and busy.headers["retry-after"]
+    assert all(r.status != "stored" for r in rows(settings, rec))
+
+
+def test_lease_is_renewed_while_fed_and_a_lost_lease_stops_the_put(store, settings,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ingest.lease.RENEW_S", 0.0)
+    client = redis.Redis.from_url(settings.redis_url)
+    leases = Leases(client, ttl_ms=5_000)
+    name = lease_name("rec-renew", "cam", 0)
+    token = leases.acquire(name)
+    assert token
+    kept = LeasedPut(begin_put(store, "_probe/stream/renewed", 1000, "video/webm"), leases, name, token)
+    client.pexpire(name, 1_000)
+    kept.feed([b"x" * 500])
+    assert client.pttl(name) > 1_000  # renewed on feed
+    client.set(name, "another upload")  # lost (lapsed and taken)
+    with pytest.raises(RateLimited):
+        kept.feed([b"x" * 500])
+    kept.abort()
+    assert store.list("_probe/stream/") == []
+
+
 def test_streaming_put_keeps_nothing_when_aborted_or_short(store) -> None:
-    aborted = begin_put(store, f"{STAGING_PREFIX}aborted", 1000, "video/webm")
+    aborted = begin_put(store, "_probe/stream/aborted", 1000, "video/webm")
     aborted.feed([b"x" * 400])
     aborted.abort()
-    short = begin_put(store, f"{STAGING_PREFIX}short", 1000, "video/webm")
+    short = begin_put(store, "_probe/stream/short", 1000, "video/webm")
     short.feed([b"x" * 999])
     with pytest.raises(StorageError):
         short.finish()
-    whole = begin_put(store, f"{STAGING_PREFIX}whole", 1000, "video/webm")
+    whole = begin_put(store, "_probe/stream/whole", 1000, "video/webm")
     whole.feed([b"x" * 600, b"y" * 400])
     whole.finish()
-    assert snapshot(store, STAGING_PREFIX) == {f"{STAGING_PREFIX}whole": (1000, sha(b"x" * 600 + b"y" * 400))}
+    assert snapshot(store, "_probe/stream/") == {"_probe/stream/whole": (1000, sha(b"x" * 600 + b"y" * 400))}

@@ -148,8 +148,9 @@ def test_call_page_is_a_static_shell_with_a_socket_csp(client) -> None:
     assert "connect-src 'self' ws://testserver" in csp and "'unsafe-inline'" not in csp
     assert r.headers["referrer-policy"] == "no-referrer"
     assert client.get("/call/bad..id").status_code == 400
-    r = client.get("/static/review/call.js")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    for script in ("call.js", "quality_sampler.js"):  # the second is an ES import of the first: 'self'
+        r = client.get(f"/static/review/{script}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
     # the review page keeps its policy (no socket origins)
     assert "ws://" not in client.get("/review/rec_x").headers["content-security-policy"]
 
