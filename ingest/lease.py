@@ -17,19 +17,11 @@ from contextlib import contextmanager
 import redis
 
 from core.errors import QueueError, RateLimited
+from core.leases import DROP_IF_HOLDER, EXTEND_IF_HOLDER
 from core.storage import StreamingPut
 
 TTL_MS = 60_000  # > the time one body takes between renewals (`RENEW_S`)
 RENEW_S = 15.0
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 def lease_name(recording_id: str, track_id: str, seq: int) -> str:
@@ -41,8 +33,8 @@ class Leases:
 
     def __init__(self, client: redis.Redis, ttl_ms: int = TTL_MS) -> None:
         self.client, self.ttl_ms = client, ttl_ms
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(EXTEND_IF_HOLDER)
+        self._release = client.register_script(DROP_IF_HOLDER)
 
     def acquire(self, name: str) -> str | None:
         token = uuid.uuid4().hex

@@ -11,14 +11,7 @@ import json
 
 import redis.asyncio as aioredis
 
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_DROP = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from core.leases import DROP_IF_HOLDER, EXTEND_IF_HOLDER
 
 
 def room_lease_key(org: str, slot_id: str, candidate_id: str) -> str:
@@ -35,8 +28,8 @@ class Leases:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
-        self._extend = client.register_script(_EXTEND)
-        self._drop = client.register_script(_DROP)
+        self._extend = client.register_script(EXTEND_IF_HOLDER)
+        self._drop = client.register_script(DROP_IF_HOLDER)
 
     async def take(self, key: str, holder: str, ttl_ms: int) -> bool:
         return bool(await self.client.set(key, holder, nx=True, px=ttl_ms))
