@@ -50,7 +50,10 @@ class SignalClient:
         if self.ws is None or self.closed.is_set():
             await self.open()
         self.instance_id = instance_id or self.instance_id
-        await self.send(p.Join(instance_id=self.instance_id, last_seq=last_seq))
+        try:
+            await self.send(p.Join(instance_id=self.instance_id, last_seq=last_seq))
+        except websockets.ConnectionClosed:
+            pass  # refused before our join went out (e.g. the token check needs Redis): the error frame is queued
         msg = await self.expect("joined", "error")
         if isinstance(msg, p.Error):
             await self.wait_closed()  # the server closes a refused socket; let it finish cleanly
