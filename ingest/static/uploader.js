@@ -292,6 +292,13 @@ export class ChunkUploader extends EventTarget {
   async start(stream) {
     if (!this.store) await this.open();
     this.stream = stream;
+    if (this.opts.mode === "timeslice" && /mp4/i.test(this.opts.mimeType || "")) {
+      // Chromium's MP4 muxer does not stream: with start(timeslice) its first blob is ftyp+moov
+      // declaring the whole recording and every frame arrives at stop(); stop/start blobs are
+      // complete files and upload as they are made.
+      console.warn("uploader: timeslice is not streamed for MP4; recording stop/start chunks instead");
+      this.opts.mode = "stopstart";
+    }
     if (this.opts.mode === "timeslice") return this._startTimeslice();
     this._startSegment();
     this._rotation = setInterval(() => this.rotate(), this.opts.chunkMs);

@@ -246,6 +246,24 @@ def test_timeslice_marks_continuations(context, api) -> None:
         assert int(b.headers["x-chunk-start"]) == end
 
 
+def test_timeslice_with_mp4_records_complete_files_instead(context, api) -> None:
+    """Chromium's MP4 muxer does not stream (its timeslice blob 0 is ftyp+moov declaring the
+    whole recording, every frame comes at stop): the uploader records stop/start MP4 files."""
+    fake, base = api
+    page = open_page(context, base, chunkMs=1000, mode="timeslice", video=0, mime="audio/mp4;codecs=opus")
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    run(page, "await startRecording(); await new Promise(r => setTimeout(r, 2600));"
+              " await stopRecording(); await uploader.drain();")
+    got = accepted(fake)
+    seqs = sorted(got)
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 2, seqs
+    for s in seqs:  # each blob a whole file (ftyp first), none a continuation
+        put_ = got[s][0]
+        assert put_.body[4:8] == b"ftyp" and "x-chunk-continuation" not in put_.headers, (s, put_.body[:16])
+    assert any("not streamed for MP4" in w for w in warnings), warnings
+
+
 def test_permanent_errors_and_conflicts_are_not_retried(context, api) -> None:
     fake, base = api
     fake.plan = {1: [415], 2: [409], 3: [422]}
