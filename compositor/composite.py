@@ -7,14 +7,16 @@ aspect kept (`compositor.layout`), labelled, and drawn into one reused output pi
 (`compositor.canvas`: only tiles that changed are redrawn) before libx264, one frame per
 output tick (no `fps` filter needed: ticks are the output clock). Output frames are numbered from the window start,
 audio frames are whole AAC frames at absolute sample positions (see `timing.audio_bounds`),
-so windows concatenate by stream copy into one drift-free recording.
+so windows concatenate by stream copy into one drift-free recording. The canvas size and
+frame rate follow the sources (`output_format`, `compositor.sizing`): x264's time grows
+with pixels per second, and upscaled or repeated frames carry nothing new.
 """
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -28,9 +30,11 @@ from compositor.decode import DecodeAhead, video_frames
 from compositor.labels import render_labels
 from compositor.layout import Rect, SpeakerRules, active_speaker, grid, label_box, segments, speaker_tiles
 from compositor.mix import VAD_FRAME_MS, WindowAudio, window_audio
+from compositor.probe import video_source
+from compositor.sizing import FormatLimits, VideoFormat, choose_format, gop_frames
 from compositor.timing import frame_ticks
 
-__all__ = ["Participant", "CompositeOptions", "WindowResult", "composite_window"]
+__all__ = ["Participant", "CompositeOptions", "WindowResult", "composite_window", "output_format", "sized"]
 
 log = get_logger("compositor.composite")
 NONE_PICT = av.video.frame.PictureType.NONE
@@ -48,14 +52,18 @@ class Participant:
 @dataclass(frozen=True)
 class CompositeOptions:
     layout: str = "grid"  # grid | speaker | client (one pre-composited video, no labels)
+    # Canvas and rate: the workers set them to what the sources justify (`output_format`, `sized`).
     width: int = 1280
     height: int = 720
     fps: int = 30
     sample_rate: int = 48000
     preset: str = "veryfast"
     crf: int = 23
-    gop: int = 150  # 5 s at 30 fps: divides a 30-s window, so HLS segments are regular
+    gop: int = 150  # 5 s at 30 fps: whole seconds dividing a 30-s window, so HLS segments are regular
     audio_bitrate: int = 96000
+    # FFmpeg's "fast" AAC coder: half the CPU of its default "twoloop" here, at no loss that
+    # FFmpeg's own maintainers could hear at this bitrate (they made it the default in 2018).
+    aac_coder: str = "fast"
     freeze_ms: float = 1000.0
     labels: bool = True
     lookback_ms: int = 5000
@@ -71,6 +79,21 @@ class WindowResult:
     audio_first: int  # absolute sample number of the first encoded sample (incl. priming frame)
     speakers: list[tuple[int, int, int]] = field(default_factory=list)  # (start_ms, end_ms, participant)
     labels: bool = False
+
+
+def output_format(participants: Sequence[Participant], layout: str,
+                  limits: FormatLimits = FormatLimits()) -> VideoFormat:
+    """The canvas and frame rate these participants' videos justify (`compositor.sizing`)."""
+    videos = [p.video for p in participants if p.video is not None]
+    if layout == "client":
+        videos = videos[:1]
+    found = [v for v in (video_source(path) for path in videos) if v is not None]
+    return choose_format(layout, found, limits, tiles=len(videos))
+
+
+def sized(opts: CompositeOptions, fmt: VideoFormat, limits: FormatLimits = FormatLimits()) -> CompositeOptions:
+    """`opts` rendering at `fmt`, with a keyframe every `limits.gop_s` seconds."""
+    return replace(opts, width=fmt.width, height=fmt.height, fps=fmt.fps, gop=gop_frames(fmt.fps, limits))
 
 
 def composite_window(participants: Sequence[Participant], index: int, window_ms: int, out_path: str | Path,
@@ -104,7 +127,10 @@ def composite_window(participants: Sequence[Participant], index: int, window_ms:
 
 def _video_stream(out: av.container.OutputContainer, opts: CompositeOptions) -> av.VideoStream:
     stream = out.add_stream("libx264", rate=opts.fps, options={
-        "preset": opts.preset, "crf": str(opts.crf), "g": str(opts.gop), "keyint_min": str(opts.gop)})
+        "preset": opts.preset, "crf": str(opts.crf), "g": str(opts.gop), "keyint_min": str(opts.gop),
+        # No extra keyframes at scene cuts: x264 would restart its GOP there, and keyframes
+        # (HLS segment starts) would no longer fall on whole seconds.
+        "sc_threshold": "0"})
     stream.width, stream.height, stream.pix_fmt = opts.width, opts.height, "yuv420p"
     stream.time_base = stream.codec_context.time_base = Fraction(1, opts.fps)
     stream.thread_type = "AUTO"
@@ -112,7 +138,7 @@ def _video_stream(out: av.container.OutputContainer, opts: CompositeOptions) -> 
 
 
 def _audio_stream(out: av.container.OutputContainer, opts: CompositeOptions) -> av.AudioStream:
-    stream = out.add_stream("aac", rate=opts.sample_rate, layout="mono")
+    stream = out.add_stream("aac", rate=opts.sample_rate, layout="mono", options={"aac_coder": opts.aac_coder})
     stream.bit_rate = opts.audio_bitrate
     stream.time_base = Fraction(1, opts.sample_rate)
     return stream

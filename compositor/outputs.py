@@ -125,17 +125,25 @@ def hls_playlist(segments: Sequence[HlsSegment]) -> str:
 
 
 def grab_jpeg(video: Path, at_ms: float, width: int, quality: int = 4) -> bytes:
-    """One frame at or after `at_ms` (the last one if the video is shorter) as JPEG bytes."""
+    """One frame at or after `at_ms` (the last one if the video is shorter) as JPEG bytes,
+    `width` wide at most (never wider than the video: upscaling adds bytes, not detail).
+
+    Decoding starts at the keyframe before `at_ms` (one GOP at most), not at the start."""
     frame = None
     with open_media(video) as c:
         stream = c.streams.video[0]
         stream.thread_type = "AUTO"
+        if at_ms > 0:
+            try:
+                c.seek(int(at_ms * 1000), backward=True, any_frame=False)  # AV_TIME_BASE (µs)
+            except av.error.FFmpegError:
+                c.seek(0)
         for frame in c.decode(stream):
             if frame.pts is not None and frame.pts * frame.time_base * 1000 >= at_ms:
                 break
     if frame is None:
         raise ValueError(f"{video} has no video frames")
-    return _jpeg(frame.to_ndarray(format="rgb24"), width, quality)
+    return _jpeg(frame.to_ndarray(format="rgb24"), min(width, frame.width), quality)
 
 
 def thumbnail_strip(jpegs: Sequence[bytes], height: int = 90, quality: int = 5) -> bytes:

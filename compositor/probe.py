@@ -16,9 +16,11 @@ from typing import Iterator
 import av
 
 from core.errors import InvalidMedia
+from compositor.sizing import frame_rate
 from compositor.timing import ms_scale
 
-__all__ = ["StreamInfo", "MediaInfo", "Spans", "probe", "describe", "open_media", "ALLOWED_FORMATS"]
+__all__ = ["StreamInfo", "MediaInfo", "Spans", "probe", "describe", "open_media", "video_source",
+           "ALLOWED_FORMATS"]
 
 # Demuxer names (PyAV `container.format.name`) we accept, by our container label.
 ALLOWED_FORMATS = {"matroska,webm": "webm", "mov,mp4,m4a,3gp,3g2,mj2": "mp4", "ogg": "ogg"}
@@ -131,6 +133,18 @@ def probe(path: str | Path, what: str = "", require_packets: bool = True) -> Med
     if require_packets and not any(i.packets for i in info.streams):
         raise InvalidMedia(f"{what or Path(path).name}: no packets", code="empty_media")
     return info
+
+
+def video_source(path: str | Path) -> tuple[int, int, float] | None:
+    """(width, height, frame rate) of the first video stream, the rate measured from its packets'
+    timestamps (demux only, no decoding); None without video."""
+    with open_media(path) as c:
+        if not c.streams.video:
+            return None
+        stream = c.streams.video[0]
+        num, den = ms_scale(stream.time_base)
+        pts = [pkt.pts * num / den for pkt in c.demux(stream) if pkt.pts is not None]
+        return stream.codec_context.width, stream.codec_context.height, frame_rate(pts)
 
 
 def describe(c: av.container.InputContainer, what: str) -> MediaInfo:

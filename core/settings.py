@@ -241,6 +241,22 @@ class Settings(BaseSettings):
     def api_base_url(self) -> str:
         return self.public_url or f"http://{self.api_host}:{self.api_port}"
 
+    composite_max_height: int = Field(720, ge=180, le=2160, description="tallest composite video (16:9 rungs "
+                                      "640×360 … 1920×1080): the canvas is the smallest rung whose tiles show "
+                                      "every participant's video without shrinking it, up to this (two 320×180 "
+                                      "cameras → 640×360); larger sources are scaled down to fit")
+    composite_min_height: int = Field(360, ge=180, le=2160, description="smallest composite video height, so "
+                                      "tiny sources and name labels stay legible (sources are scaled up to it)")
+    composite_max_fps: int = Field(30, ge=5, le=60, description="highest composite frame rate: the composite "
+                                   "runs at the lowest standard rate (10, 12, 15, 20, 24, 25, 30, 50, 60) at or "
+                                   "above its fastest source's, up to this (15 fps cameras → 15 fps)")
+
+    @model_validator(mode="after")
+    def _composite_limits(self) -> "Settings":
+        if self.composite_min_height > self.composite_max_height:
+            raise ValueError("RECORDER_COMPOSITE_MIN_HEIGHT must not exceed RECORDER_COMPOSITE_MAX_HEIGHT")
+        return self
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -12,6 +12,11 @@ recording gets its per-participant source plan first; windows where a participan
 plays the client are rendered from the reconciled track (others keep their fingerprint, so
 windows rendered live stay valid), and `outputs["sources"]` records the plan for the ledger.
 
+Output format (`compositor.sizing`): a window's canvas size and frame rate follow its sources
+(never below the window before it); windows are joined by stream copy, so finalize renders
+again any window whose format is not the recording's largest (only when a larger or faster
+source appeared after it was rendered).
+
 Failures follow `workers.policy`: bad input fails the step at once, anything else is
 retried, and `step_failed` fails the step (for "media.final", the recording) when the
 retries run out.
@@ -34,9 +39,10 @@ from typing import Any, Iterator
 from redis.exceptions import LockError
 from sqlmodel import select
 
-from compositor.composite import CompositeOptions, Participant, composite_window as render_window
+from compositor.composite import CompositeOptions, Participant, composite_window as render_window, output_format, sized
 from compositor.outputs import HlsSegment, concat_windows, grab_jpeg, hls_playlist, thumbnail_strip, window_hls
 from compositor.probe import probe
+from compositor.sizing import FormatLimits, VideoFormat, common_format
 from compositor.stitch import stitch
 from compositor.windows import (ChunkRef, InputGroup, fingerprint, ready_windows, timeline_end,
                                 window_count, window_inputs)
@@ -57,7 +63,7 @@ from workers.status import give_up, mark_step
 
 log = get_logger("workers.media")
 LOOKBACK_MS = 5000  # VAD warm-up for the active speaker + AAC priming before each window
-OPTIONS_VERSION = 1  # bump when rendering changes, so stored windows are re-rendered
+OPTIONS_VERSION = 2  # bump when rendering changes, so stored windows are re-rendered (2: size/rate follow sources)
 
 
 @dataclass(frozen=True)
@@ -137,9 +143,22 @@ def _participants(rec: Recording, tracks: list[Track], files: dict[str, Path]) -
 
 # ---------------------------------------------------------------- one window
 
-def _render(rec: Recording, tracks: list[Track], plan: WindowPlan, index: int,
-            end_ms: int | None) -> dict[str, Any]:
-    """Composite window `index` and upload it; returns the manifest (uploaded last)."""
+def _limits() -> FormatLimits:
+    cfg = res.settings
+    return FormatLimits(max_height=cfg.composite_max_height, min_height=cfg.composite_min_height,
+                        max_fps=cfg.composite_max_fps)
+
+
+def _format_of(manifest: dict[str, Any]) -> VideoFormat:
+    return VideoFormat(*manifest["format"])
+
+
+def _render(rec: Recording, tracks: list[Track], plan: WindowPlan, index: int, end_ms: int | None,
+            fmt: VideoFormat | None = None, floor: VideoFormat | None = None) -> dict[str, Any]:
+    """Composite window `index` and upload it; returns the manifest (uploaded last).
+
+    fmt: the recording's common output format (finalize); None = what this window's
+    sources justify, but not less than `floor` (the earlier windows' format)."""
     st, w = res.store(), res.settings.window_ms
     with tempfile.TemporaryDirectory(prefix=f"win{index}-") as tmpdir:
         tmp = Path(tmpdir)
@@ -158,16 +177,19 @@ def _render(rec: Recording, tracks: list[Track], plan: WindowPlan, index: int,
             gaps[track_id] = [[g.start_ms, g.end_ms] for g in report.gaps]
         _use_sources(plan, files, gaps, tmp)
         out = tmp / "window.mp4"
-        result = render_window(_participants(rec, tracks, files), index, w, out,
-                               CompositeOptions(layout=rec.layout if rec.layout in ("grid", "speaker", "client")
-                                                else "grid"), end_ms=end_ms)
+        people, limits = _participants(rec, tracks, files), _limits()
+        opts = CompositeOptions(layout=rec.layout if rec.layout in ("grid", "speaker", "client") else "grid")
+        if fmt is None:
+            fmt = output_format(people, opts.layout, limits)
+            fmt = common_format([fmt, floor]) if floor is not None else fmt
+        result = render_window(people, index, w, out, sized(opts, fmt, limits), end_ms=end_ms)
         segments = window_hls(out, index, w, tmp / "hls", "w")
         thumb = grab_jpeg(out, min(w, (end_ms or w * (index + 1)) - index * w) / 2, 160)
         st.put_file(keys.window_key(rec.org, rec.id, index), str(out), "video/mp4")
         for seg in segments:
             st.put_file(keys.output_key(rec.org, rec.id, f"hls/{seg.uri}"), str(tmp / "hls" / seg.uri), "video/mp2t")
         st.put_bytes(keys.window_key(rec.org, rec.id, index, "jpg"), thumb, "image/jpeg")
-    manifest = {"fingerprint": plan.fingerprint, "index": index, "frames": result.frames,
+    manifest = {"fingerprint": plan.fingerprint, "index": index, "frames": result.frames, "format": fmt.as_list(),
                 "segments": [asdict(s) for s in segments], "gaps": gaps, "speakers": result.speakers,
                 "labels": result.labels}
     st.put_bytes(keys.window_key(rec.org, rec.id, index, "json"), json.dumps(manifest).encode(), "application/json")
@@ -186,10 +208,12 @@ def _use_sources(plan: WindowPlan, files: dict[str, Path], gaps: dict[str, list]
             gaps[track_id] = [list(g) for g in track.gaps]
 
 
-def _current_manifest(rec: Recording, index: int, plan: WindowPlan) -> dict[str, Any] | None:
-    """The stored manifest if it was rendered from exactly these inputs."""
+def _current_manifest(rec: Recording, index: int, plan: WindowPlan,
+                      fmt: VideoFormat | None = None) -> dict[str, Any] | None:
+    """The stored manifest if it was rendered from exactly these inputs (and at `fmt`, if given)."""
     manifest = _manifest(rec, index)
     if manifest is not None and manifest.get("fingerprint") == plan.fingerprint \
+            and (fmt is None or _format_of(manifest) == fmt) \
             and res.store().exists(keys.window_key(rec.org, rec.id, index)):
         return manifest
     return None
@@ -212,22 +236,24 @@ def _window_lock(recording_id: str, index: int) -> Iterator[bool]:
 
 
 def _ensure_window(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]], index: int,
-                   end_ms: int | None, recon: reconcile.Reconciliation | None = None) -> dict[str, Any]:
-    """The window's manifest, rendering it first unless a current one is stored."""
+                   end_ms: int | None, recon: reconcile.Reconciliation | None = None,
+                   fmt: VideoFormat | None = None, floor: VideoFormat | None = None) -> dict[str, Any]:
+    """The window's manifest, rendering it first unless a current one is stored (at `fmt`, if given;
+    a new render is at least `floor`)."""
     plan = _plan(rec, chunks, index, end_ms, recon)
-    manifest = _current_manifest(rec, index, plan)
+    manifest = _current_manifest(rec, index, plan, fmt)
     if manifest is not None:
         log.info("window_already_rendered", index=index)
         return manifest
     step = window_step(index)
     with _window_lock(rec.id, index):
-        manifest = _current_manifest(rec, index, plan)  # rendered while we waited for the lock
+        manifest = _current_manifest(rec, index, plan, fmt)  # rendered while we waited for the lock
         if manifest is not None:
             log.info("window_already_rendered", index=index)
             return manifest
         with bound(recording_id=rec.id, phase=step), step_guard(rec.id, step):
-            manifest = _render(rec, tracks, plan, index, end_ms)
-            log.info("window_rendered", frames=manifest["frames"])
+            manifest = _render(rec, tracks, plan, index, end_ms, fmt, floor)
+            log.info("window_rendered", frames=manifest["frames"], format=manifest["format"])
     return manifest
 
 
@@ -277,7 +303,14 @@ def composite_window(recording_id: str, index: int) -> None:
                     f"{describe(window_step(index))} not run: the recording is {rec.status}")
             return
         recon = reconcile.stored(rec) if rec.status == "processing" else None  # as finalize renders it
-        _ensure_window(rec, tracks, chunks, index, None, recon)  # records its own failures
+        _ensure_window(rec, tracks, chunks, index, None, recon, floor=_floor(rec, index))  # records its own failures
+
+
+def _floor(rec: Recording, index: int) -> VideoFormat | None:
+    """The previous window's format: a window is not rendered smaller or slower than the one
+    before it, so windows rarely need rendering again at finalize (`_finalize`)."""
+    before = _manifest(rec, index - 1) if index > 0 else None
+    return _format_of(before) if before is not None and "format" in before else None
 
 
 @actor("media", step=lambda recording_id: MEDIA_FINAL)
@@ -300,9 +333,16 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
     recon = reconcile.reconciliation(rec)
     end = max(timeline_end(chunks), recon.total_ms if recon is not None else 0)
     count = window_count(end, w)
-    manifests = []
+    ends = [end if end < (i + 1) * w else None for i in range(count)]
+    manifests: list[dict[str, Any]] = []
     for i in range(count):
-        manifests.append(_ensure_window(rec, tracks, chunks, i, end if end < (i + 1) * w else None, recon))
+        floor = common_format([_format_of(m) for m in manifests]) if manifests else None
+        manifests.append(_ensure_window(rec, tracks, chunks, i, ends[i], recon, floor=floor))
+    # Windows are joined by stream copy: one picture size and rate for all. A window rendered
+    # live before a larger (or faster) source joined is rendered again at the common format.
+    target = common_format([_format_of(m) for m in manifests])
+    manifests = [m if _format_of(m) == target else _ensure_window(rec, tracks, chunks, i, ends[i], recon, target)
+                 for i, m in enumerate(manifests)]
     mark_step(res.engine(), rec.id, MEDIA_FINAL, RUNNING, progress=0.5)  # windows ready; joining
     with tempfile.TemporaryDirectory(prefix="final-") as tmpdir:
         tmp = Path(tmpdir)
@@ -311,7 +351,7 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
             list(pool.map(lambda i: _download(keys.window_key(rec.org, rec.id, i), paths[i]), range(count)))
             thumbs = list(pool.map(lambda i: st.get_bytes(keys.window_key(rec.org, rec.id, i, "jpg")), range(count)))
         concat_windows(paths, w, tmp / "composite.mp4")
-        poster = grab_jpeg(paths[0], min(2000, end / 2), 1280)
+        poster = grab_jpeg(paths[0], min(2000, end / 2), 1280)  # at most 1280 wide, never upscaled
         out = {name: keys.output_key(rec.org, rec.id, name)
                for name in ("composite.mp4", "hls/index.m3u8", "poster.jpg", "thumbs/strip.jpg")}
         st.put_file(out["composite.mp4"], str(tmp / "composite.mp4"), "video/mp4")

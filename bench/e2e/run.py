@@ -15,7 +15,8 @@ SeaweedFS), one level of N interviews after another, it reports per level:
 - upload lag: seconds from a chunk's close to its 201 (real time needs < the chunk length);
 and the largest N this machine sustains in real time (no loss, upload lag p95 < 30 s,
 hang-up → ready p95 ≤ 60 s). Quick: N ∈ {1, 2}, 1 minute. The bot path is not exercised
-(the bot process runs idle and is counted in the CPU). Writes bench/e2e/RESULTS.md.
+(the bot process runs idle and is counted in the CPU). Writes bench/e2e/RESULTS.md (hand-written
+notes below its NOTES_MARKER are kept). Where the worker's share goes, per phase: `python -m bench.e2e.phases`.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 ORG = "bench"
 CPU_TARGET = 15.0  # CPU-s per interview-minute
 READY_LIMIT_S = 60.0
+NOTES_MARKER = "<!-- hand-written notes below: kept when the table above is regenerated -->"
 SETTLED_RATE = 0.1  # CPU-s per s below which a freshly started stack counts as settled (idle: ~0.03)
 
 
@@ -223,7 +225,10 @@ def write_results(rows: list[dict], load: float, quick: bool) -> str:
                "for the level's wall time. Short interviews pay the fixed finalize cost (last composite window, "
                "HLS, poster, transcript merge) over few minutes, so CPU per minute falls with length."), ""]
     text = "\n".join(lines)
-    (HERE / "RESULTS.md").write_text(text)
+    results = HERE / "RESULTS.md"
+    old = results.read_text() if results.exists() else ""
+    notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else ""
+    results.write_text(text + ("\n" + notes if notes else ""))
     return text
 
 

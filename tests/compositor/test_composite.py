@@ -6,13 +6,15 @@ import re
 import av
 import pytest
 
-from compositor.composite import CompositeOptions, Participant, composite_window
+from compositor.composite import CompositeOptions, Participant, composite_window, output_format, sized
 from compositor.layout import Rect, grid, speaker_tiles
 from compositor.outputs import concat_windows, grab_jpeg, hls_playlist, thumbnail_strip, window_hls
 from compositor.probe import probe
+from compositor.sizing import VideoFormat
 from compositor.stitch import Source, stitch
 from tests.compositor.conftest import A_FLASHES, B_FLASHES, B_START_MS
 from tests.compositor.measure import beep_onsets_ms, decode_audio, flash_onsets_ms, nearest_offsets
+from tests.media import av_clip
 
 WINDOW = 4000
 SMALL = CompositeOptions(width=640, height=360)
@@ -168,3 +170,38 @@ def test_client_layout_muxes_composite_video_with_mixed_audio(tracks, clip_b, tm
         pytest.approx([0, 0, 0], abs=40)
     expected = sorted([s * 1000 for s in A_FLASHES] + [B_START_MS + s * 1000 for s in B_FLASHES])
     assert all(abs(o) <= 40 for o in nearest_offsets(beep_onsets_ms(out), expected))
+
+
+def test_window_follows_its_sources_size_and_rate(clip_a, tracks, tmp_path):
+    """320×180 cameras: a 640×360 grid (tiles unscaled); a 15 fps camera: 15 fps, keyframes every 5 s."""
+    people = [Participant("Alice", tracks["a"], tracks["a"]), Participant("Bob", tracks["b"], tracks["b"])]
+    assert output_format(people, "grid") == VideoFormat(640, 360, 30)
+    slow = tmp_path / "a15.mkv"
+    stitch([Source(av_clip(tmp_path / "a15.webm", 9, fps=15, beeps_s=A_FLASHES, flashes_s=A_FLASHES), 0)], slow)
+    people = [Participant("Alice", slow, slow), Participant("Bob", tracks["b"], tracks["b"])]
+    assert output_format([people[0]], "grid") == VideoFormat(640, 360, 15)
+    fmt = output_format(people, "grid")
+    assert fmt == VideoFormat(640, 360, 30)  # the fastest source decides
+    fmt = VideoFormat(640, 360, 15)
+    out = tmp_path / "w.mp4"
+    result = composite_window([people[0]], 0, 9000, out, sized(CompositeOptions(), fmt))
+    assert result.frames == 9 * 15
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.width, v.height, v.average_rate) == (640, 360, 15)
+        keys = [float(p.pts * p.time_base) for p in c.demux(v) if p.is_keyframe and p.pts is not None]
+    assert keys == [0.0, 5.0]
+    tile = grid(1, 640, 360)[0]
+    flashes = nearest_offsets(flash_onsets_ms(out, _centre(tile)), [s * 1000 for s in A_FLASHES])
+    beeps = nearest_offsets(beep_onsets_ms(out), [s * 1000 for s in A_FLASHES])
+    assert all(abs(o) <= 67 for o in flashes) and all(abs(o) <= 40 for o in beeps), (flashes, beeps)
+
+
+def test_grab_jpeg_seeks_and_never_upscales(grid_windows, tracks, tmp_path):
+    small = tmp_path / "small.mp4"
+    composite_window([Participant("Alice", tracks["a"], tracks["a"])], 0, 9000, small,
+                     sized(CompositeOptions(), VideoFormat(640, 360, 15)))
+    frame = av.CodecContext.create("mjpeg", "r").decode(av.Packet(grab_jpeg(small, 7000, 1280)))[0]
+    assert (frame.width, frame.height) == (640, 360)
+    late = grab_jpeg(grid_windows[0].path, 3500, 160)  # seeks to the keyframe before 3.5 s
+    assert late[:2] == b"\xff\xd8" and late != grab_jpeg(grid_windows[0].path, 0, 160)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
+import av
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlmodel import select
@@ -108,7 +110,9 @@ def test_windows_while_recording_then_finalize_only_concatenates(engine, store, 
     info = probe(final)
     assert (info.stream("video").codec, info.stream("audio").codec) == ("h264", "aac")
     assert abs(info.stream("video").end_ms - outputs["duration_ms"]) <= 34
-    tiles = grid(2, 1280, 720)
+    video = info.stream("video")
+    assert (video.width, video.height) == (640, 360)  # two 320×180 cameras: tiles unscaled, not 1280×720
+    tiles = grid(2, video.width, video.height)
     a_exp, b_exp = [s * 1000 for s in A_EVENTS], [B_START + s * 1000 for s in B_EVENTS]
     offsets = (nearest_offsets(flash_onsets_ms(final, _centre(tiles[0])), a_exp)
                + nearest_offsets(flash_onsets_ms(final, _centre(tiles[1])), b_exp)
@@ -160,6 +164,39 @@ def test_invalid_chunk_fails_fast_and_becomes_a_gap(engine, store, broker, chunk
         outputs = s.get(Recording, "rec2").outputs
     gaps = outputs["media_gaps"]["a"]
     assert any(abs(g[0] - 2500) <= 60 and abs(g[1] - 5000) <= 60 for g in gaps), gaps
+
+
+def _window_format(store, rec_id: str, index: int) -> list[int]:
+    return json.loads(store.get_bytes(keys.window_key("acme", rec_id, index, "json")))["format"]
+
+
+def test_a_larger_camera_joining_later_gives_every_window_its_size(engine, store, broker, chunk_files,
+                                                                   start_media_worker, tmp_path):
+    """Window 0 (one 320×180 camera) renders at 640×360 while recording; a 640×360 camera then
+    joins: later windows need 1280×720, and finalize renders window 0 again at that size, so
+    the windows still join by stream copy into one picture size."""
+    big = av_clip(tmp_path / "big.webm", 5, size=(640, 360), beeps_s=(1.0,), flashes_s=(1.0,), label="C")
+    _add_recording(engine, store, "rec_size", {"a": chunk_files["a"], "c": split_chunks(big, tmp_path / "c", 2.5)},
+                   offsets={"c": 3500})
+    worker = start_media_worker(RECORDER_WINDOW_MS=WINDOW)
+    for index in (0, 1):
+        enqueue(broker, "composite_window", "rec_size", index)
+    wait_for(lambda: _done(engine, "rec_size", "window.000000") and _done(engine, "rec_size", "window.000001"), 120,
+             "windows 0 and 1", on_timeout=worker.log)
+    assert _window_format(store, "rec_size", 0) == [640, 360, 30]
+    assert _window_format(store, "rec_size", 1) == [1280, 720, 30]
+    _finalize(engine, broker, "rec_size")
+    wait_for(lambda: _done(engine, "rec_size", "media.final"), 120, "media.final", on_timeout=worker.log)
+    with session_scope(engine) as s:
+        outputs = s.get(Recording, "rec_size").outputs
+    assert outputs["windows"] == 3
+    assert [_window_format(store, "rec_size", i) for i in range(3)] == [[1280, 720, 30]] * 3
+    final = tmp_path / "composite.mp4"
+    store.download(outputs["composite"], str(final))
+    with av.open(str(final)) as c:
+        sizes = {(f.width, f.height) for f in c.decode(c.streams.video[0])}
+    assert sizes == {(1280, 720)}
+    assert abs(probe(final).stream("video").end_ms - outputs["duration_ms"]) <= 34
 
 
 def _recording(engine, rec_id: str) -> Recording:
@@ -217,7 +254,10 @@ def test_sigkill_during_composite_then_rerun_gives_identical_outputs(engine, sto
                                                                      start_media_worker, tmp_path):
     for rec in ("crash", "clean"):
         _add_recording(engine, store, rec, chunk_files, offsets={"b": B_START})
-    first = start_media_worker(RECORDER_WINDOW_MS=WINDOW)
+    # 1080p, more than these cameras need: a window's composite lasts long enough to be killed inside it.
+    slow = {"RECORDER_WINDOW_MS": WINDOW, "RECORDER_COMPOSITE_MAX_HEIGHT": "1080",
+            "RECORDER_COMPOSITE_MIN_HEIGHT": "1080"}
+    first = start_media_worker(**slow)
     _finalize(engine, broker, "crash")
     wait_for(lambda: (_steps(engine, "crash").get("window.000001") or ProcessingStep(recording_id="", step="")).status
              == "running", 120, "window 1 to start", interval_s=0.02, on_timeout=first.log)
@@ -227,7 +267,7 @@ def test_sigkill_during_composite_then_rerun_gives_identical_outputs(engine, sto
     assert _steps(engine, "crash")["window.000001"].status == "running"
     assert not store.exists(keys.window_key("acme", "crash", 1, "json"))  # killed mid-window
     _objects_are_whole(store, keys.recording_prefix("acme", "crash"))
-    second = start_media_worker(RECORDER_WINDOW_MS=WINDOW)
+    second = start_media_worker(**slow)
     enqueue(broker, "finalize_recording", "crash")  # what dramatiq's requeue of the lost message does
     _finalize(engine, broker, "clean")
     for rec in ("crash", "clean"):

@@ -179,9 +179,9 @@ def processed(settings, client, token_for, interview, engine, store, tmp_path) -
 
 # ---------------------------------------------------------------- measuring the output
 
-def _tiles() -> dict[str, Rect]:
-    """Grid tiles in the compositor's order (participant id), each cut to its centre."""
-    rects = grid(len(PEOPLE), 1280, 720)
+def _tiles(width: int, height: int) -> dict[str, Rect]:
+    """Grid tiles of a `width`×`height` output in the compositor's order (participant id), each cut to its centre."""
+    rects = grid(len(PEOPLE), width, height)
     return {pid: Rect(r.x + r.w // 4, r.y + r.h // 4, r.w // 2, r.h // 3) for pid, r in zip(sorted(PEOPLE), rects)}
 
 
@@ -193,7 +193,7 @@ def _tile_luma(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         for frame in c.decode(c.streams.video[0]):
             y = frame.to_ndarray(format="gray")
             times.append(float(frame.pts * frame.time_base * 1000))
-            for pid, r in _tiles().items():
+            for pid, r in _tiles(frame.width, frame.height).items():
                 luma[pid].append(float(y[r.y:r.bottom, r.x:r.right].mean()))
     return np.array(times), {pid: np.array(v) for pid, v in luma.items()}
 
