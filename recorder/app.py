@@ -6,6 +6,7 @@ dependencies, never through globals.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -33,6 +34,7 @@ from core.storage import ObjectStore
 log = get_logger("recorder.api")
 # Chunk uploads stream up to max_chunk_bytes into the spool; every other body is small JSON.
 CHUNK_ROUTES = r"^/v1/recordings/[^/]+/tracks/[^/]+/chunks/[^/]+(/beacon)?/?$"
+SHUTDOWN_HOOK_S = 15.0  # per shutdown hook (signaling drain ≤ 2 s, sweepers): past it, log and go on
 
 
 def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
@@ -55,7 +57,11 @@ def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
         gc.freeze()
         yield
         for stop in app.state.on_shutdown:
-            await stop(app)
+            try:  # a shutdown never hangs on a dependency: each hook gets a bounded time
+                await asyncio.wait_for(stop(app), SHUTDOWN_HOOK_S)
+            except TimeoutError:
+                log.error("shutdown_hook_timed_out", hook=getattr(stop, "__qualname__", repr(stop)),
+                          timeout_s=SHUTDOWN_HOOK_S)
         app.state.redis.close()
         app.state.engine.dispose()
 

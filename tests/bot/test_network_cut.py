@@ -128,7 +128,12 @@ def test_network_cut_is_a_network_gap_for_that_participant_only(bot_settings, se
     people = {p["participant_id"]: p["seconds"] for p in quality["participants"]}
     cut_seconds = range(int(cut_at - start_ms / 1000) + 1, int(back_at - start_ms / 1000) - 1)
     cand = {r["t"]: r for r in people["cand-1"]}
-    assert sum(cand[t]["frozen"] for t in cut_seconds if t in cand) >= 5, [cand.get(t) for t in cut_seconds]
+    # a whole quality window without a packet lies in the cut: packets in flight when it began may
+    # still land in the first window (a loaded machine delivers them late), so count on to one
+    # window after the link came back
+    window_s = int(cfg.monitor.quality_s)
+    frozen_span = range(cut_seconds.start - 1, cut_seconds.stop + 1 + window_s)
+    assert sum(cand[t]["frozen"] for t in frozen_span if t in cand) >= window_s, [cand.get(t) for t in frozen_span]
     assert all(cand[t]["state"] == "red" for t in cut_seconds), [cand.get(t) for t in cut_seconds]
     assert sum(1 for r in cand.values() if r["missing"] == "network") >= CUT_S - 1.5
     assert not any(r["frozen"] or r["missing"] for r in people["int-1"]), people["int-1"]
