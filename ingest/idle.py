@@ -5,7 +5,6 @@ One API process at a time does the sweep (Redis lock), so N replicas are safe.
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
 
 import redis
 from sqlmodel import select
@@ -16,6 +15,7 @@ from core.errors import RecorderError
 from core.logging import get_logger
 from core.models import Recording
 from core.models._types import now_ms
+from core.tasks import STOP_TASKS_S, stop_tasks
 from ingest.service import Ingest
 
 log = get_logger("recorder.ingest.idle")
@@ -59,9 +59,7 @@ def start_sweeper(app) -> None:  # noqa: ANN001
             run_sweeper(app.state.ingest, app.state.redis, s.finalize_idle_s, min(10.0, s.finalize_idle_s / 3)))
 
     async def _stop(app) -> None:  # noqa: ANN001
-        app.state.idle_task.cancel()
-        with suppress(asyncio.CancelledError):
-            await app.state.idle_task
+        await stop_tasks([app.state.idle_task], STOP_TASKS_S, what="idle_sweeper")
 
     app.state.on_startup.append(_start)
     app.state.on_shutdown.append(_stop)

@@ -6,7 +6,6 @@ dependencies, never through globals.
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -30,6 +29,7 @@ from core.ratelimit import RateLimiter
 from core.revocation import DenyList
 from core.settings import Settings
 from core.storage import ObjectStore
+from core.tasks import run_bounded
 
 log = get_logger("recorder.api")
 # Chunk uploads stream up to max_chunk_bytes into the spool; every other body is small JSON.
@@ -57,11 +57,9 @@ def create_app(settings: Settings, *, init_schema: bool = True) -> FastAPI:
         gc.freeze()
         yield
         for stop in app.state.on_shutdown:
-            try:  # a shutdown never hangs on a dependency: each hook gets a bounded time
-                await asyncio.wait_for(stop(app), SHUTDOWN_HOOK_S)
-            except TimeoutError:
-                log.error("shutdown_hook_timed_out", hook=getattr(stop, "__qualname__", repr(stop)),
-                          timeout_s=SHUTDOWN_HOOK_S)
+            # A shutdown never hangs on a dependency: past its bound a hook is logged with
+            # its stack, cancelled and left behind (not awaited: it may ignore the cancel).
+            await run_bounded(stop(app), SHUTDOWN_HOOK_S, what=f"shutdown:{getattr(stop, '__qualname__', stop)}")
         app.state.redis.close()
         app.state.engine.dispose()
 

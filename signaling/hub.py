@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from core.logging import get_logger
+from core.tasks import STOP_TASKS_S, stop_tasks
 from signaling.config import SignalingConfig
 from signaling.presence import decode_route, node_channel, node_key
 
@@ -52,9 +53,7 @@ class Hub:
         deadline = asyncio.get_running_loop().time() + drain_s
         while self.sockets and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks, STOP_TASKS_S, what="signaling_hub")
         with contextlib.suppress(redis.RedisError, OSError):
             await self.client.delete(node_key(self.node))
 

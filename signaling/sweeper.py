@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from core.errors import RecorderError
 from core.logging import get_logger
 from core.models import Room
+from core.tasks import STOP_TASKS_S, stop_tasks
 from signaling import protocol as p
 from signaling import store
 from signaling.leases import Leases, room_lease_key
@@ -44,9 +45,7 @@ class OrphanCloser:
         self._task = asyncio.create_task(self._run(), name="orphan-closer")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_tasks([self._task], STOP_TASKS_S, what="orphan_closer")
         with contextlib.suppress(redis.RedisError, OSError):
             await self.leases.drop(LOCK_KEY, self.sig.hub.node)
 
