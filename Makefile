@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test lint bench up clean lock
+.PHONY: bootstrap demo test lint bench up clean lock model-base
 
 bootstrap:  ## apt packages + .venv with the project (idempotent, fast when done)
 	@bash scripts/bootstrap.sh
@@ -19,7 +19,10 @@ lint: bootstrap
 up: bootstrap
 	$(PY) -m recorder up
 
-bench: bootstrap  ## every bench/ suite → bench/results/latest.{json,md} + README table (BENCH_QUICK=1: minutes)
+model-base: bootstrap  ## optional larger whisper model (Whisper base, CT2) → var/models/whisper-base-ct2
+	@bash scripts/fetch_whisper_base.sh
+
+bench: bootstrap model-base  ## every bench/ suite → bench/results/latest.{json,md} + README table (BENCH_QUICK=1: minutes)
 	BENCH_QUICK=$(BENCH_QUICK) $(PY) -m bench
 
 # requirements.lock pins every package (with the dev extra) by version and sha256 for Linux

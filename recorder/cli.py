@@ -157,6 +157,7 @@ def transcribe(recording: str = typer.Argument(..., help="recording id"),
 def models() -> None:
     """List the whisper models: the configured one (RECORDER_WHISPER_MODEL: a CTranslate2
     directory, e.g. a larger model, or a model in the local cache) and the bundled tiny.en.
+    `make model-base` fetches a larger one (Whisper base) into var/models/whisper-base-ct2.
 
     Exit code 1: the configured model is not available offline (workers would fail).
     """

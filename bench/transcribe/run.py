@@ -43,6 +43,7 @@ from transcribe.types import Speaker
 from transcribe.wer import WerResult, wer
 
 HERE = Path(__file__).parent
+LARGER_MODEL = Path(__file__).resolve().parents[2] / "var" / "models" / "whisper-base-ct2"  # `make model-base`
 NATURAL_CACHE = Path(tempfile.gettempdir()) / "bench-transcribe-natural"  # synthesized sentences (WAV)
 RATE = 16_000
 INTERVIEWER = Speaker("p-int", "Interviewer", "interviewer", "trk-int")
@@ -200,17 +201,22 @@ def condition_rows(model, iv: Interview, tracks: dict[Speaker, np.ndarray], beam
     ]
 
 
-def natural_section(model, beam: int, lookahead: int) -> list[str]:
-    from bench.transcribe.natural_bench import natural_table
+def natural_section(model, beam: int, lookahead: int, larger: Path | None = None) -> list[str]:
+    from bench.transcribe.natural_bench import larger_model_table, natural_table
 
     load_before = os.getloadavg()[0]
     lines = ["### Natural voices, microphone tracks (neural + HTS voice, noise floor, leak)", ""]
     lines += natural_table(model, beam, lookahead, NATURAL_CACHE)
+    if larger is not None and (larger / "model.bin").is_file():
+        lines += ["", *larger_model_table(str(larger), beam, lookahead, NATURAL_CACHE)]
+    elif larger is not None:
+        lines += ["", f"(No larger model at `{larger}`: `make model-base` fetches one; its rows are left out.)"]
     return lines + ["", f"Machine load average (1 min) before/after these rows: {load_before:.1f} / "
                         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."]
 
 
-def transcription_table(minutes: float, threads: int, replicas: int, beam: int, lookahead: int) -> list[str]:
+def transcription_table(minutes: float, threads: int, replicas: int, beam: int, lookahead: int,
+                        larger: Path | None = None) -> list[str]:
     load_before = os.getloadavg()[0]
     model = load_model(ModelSpec(cpu_threads=threads, replicas=replicas))
     with tempfile.TemporaryDirectory(prefix="bench-transcribe-") as tmp:
@@ -228,7 +234,7 @@ def transcription_table(minutes: float, threads: int, replicas: int, beam: int, 
     lines += condition_rows(model, iv, room_tracks(iv), beam, lookahead, "microphone")
     lines += ["", "### Clean tracks (digital silence between turns, no leak)", ""]
     lines += condition_rows(model, iv, iv.tracks, beam, lookahead, "clean")
-    lines += [""] + natural_section(model, beam, lookahead)
+    lines += [""] + natural_section(model, beam, lookahead, larger)
     lines += ["", f"Machine load average (1 min) before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} cores (other work on the machine slows every row alike)."]
     return lines
@@ -285,18 +291,20 @@ def main() -> None:
     ap.add_argument("--skip-search", action="store_true")
     ap.add_argument("--skip-transcribe", action="store_true")
     ap.add_argument("--natural-only", action="store_true", help="only the natural-voice microphone rows (printed)")
+    ap.add_argument("--larger-model", type=Path, default=LARGER_MODEL,
+                    help="a larger CTranslate2 model dir for the natural-voice rows (default: `make model-base`'s)")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = ap.parse_args()
     minutes = args.minutes or (2.0 if args.quick else 10.5)
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     if args.natural_only:
         model = load_model(ModelSpec(cpu_threads=args.threads, replicas=args.replicas))
-        print("\n".join(natural_section(model, args.beam, args.lookahead)))
+        print("\n".join(natural_section(model, args.beam, args.lookahead, args.larger_model)))
         return
     command = "python -m bench.transcribe" + (" --quick" if args.quick else "")
     out = ["# bench/transcribe", "", f"`{command}`", "", "## Transcription", ""]
     if not args.skip_transcribe:
-        out += transcription_table(minutes, args.threads, args.replicas, args.beam, args.lookahead)
+        out += transcription_table(minutes, args.threads, args.replicas, args.beam, args.lookahead, args.larger_model)
         print("\n".join(out), flush=True)
     if not args.skip_search:
         from bench.transcribe.search_bench import search_table
