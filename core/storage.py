@@ -241,15 +241,26 @@ class StreamingPut:
         self._thread.start()
 
     def _body(self) -> Iterator[bytes]:
+        # Each batch is sent once the next one arrives, so the last batch goes only on `finish`:
+        # until then the server holds less than `length` bytes, and an `abort` (the body failed
+        # its checks) leaves no object behind, whatever the caller had fed.
+        held: list[bytes] = []
         while (pieces := self._pieces.get()) is not _END:
             if self._aborted:
                 raise OSError("upload aborted")
-            for piece in pieces:
-                self._md5.update(piece)
-                self._sent += len(piece)
-                yield piece
-        if self._aborted or self._sent != self.length:
+            yield from self._send_pieces(held)
+            held = pieces
+        if self._aborted:
             raise OSError(f"upload aborted after {self._sent} of {self.length} bytes")
+        yield from self._send_pieces(held)
+        if self._sent != self.length:
+            raise OSError(f"upload aborted after {self._sent} of {self.length} bytes")
+
+    def _send_pieces(self, pieces: list[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            self._md5.update(piece)
+            self._sent += len(piece)
+            yield piece
 
     def _send(self, url: str, content_type: str) -> None:
         try:

@@ -1,25 +1,31 @@
 """Chunk ingest: recordings, the upload flow, the ledger, finalize.
 
 Upload flow (each step can fail without losing or duplicating anything):
-  1. headers parsed, caller authorised, the seq *claimed* — one transaction: a stored row
-     with the same (recording, track, seq) answers now (200 if the SHA-256 matches, a
-     retry; 409 if not, the stored bytes are kept); a row being uploaded with other bytes
-     is a 409; otherwise the row (status `uploading`, the declared SHA-256) is made or
-     taken over. Then rate limits, and the chunk key's write lease (`ingest.lease`);
+  1. rate limits, then the chunk key's write lease (`ingest.lease`, Redis), then one
+     transaction that authorises and *claims* the seq: a stored row with the same
+     (recording, track, seq) answers now (200 if the SHA-256 matches, a retry; 409 if not,
+     the stored bytes are kept); a row being uploaded with other bytes is a 409 while its
+     upload holds the lease; otherwise the row (status `uploading`, the declared SHA-256)
+     is made or taken over, and carries the lease token (`Chunk.claim`, a fencing token);
   2. the body is spooled to disk while hashed (413 past the limit). The lease holder also
      streams it to the chunk key as it arrives (a body of declared length, when
-     `ingest_stream_to_s3`): the S3 write overlaps the receive instead of following it;
+     `ingest_stream_to_s3`), holding back its last bytes until step 4;
   3. the body is checked against the declared SHA-256, magic bytes (415) and the media
      validator (`ingest.media.probe_file`: a structural walk, ffprobe for Ogg; a
      continuation blob: `ingest.continuation`, against its header chunk's track numbers;
-     422 → quarantine). A failed body's object (if its PUT got through) and claim are
-     removed, so no key keeps bytes that were not verified and the seq is free again;
-  4. the object is in place (the streamed PUT, else a PUT from the spool) and the row
-     becomes `stored` — only then. An upload that found the lease held by another upload
-     of the same bytes verifies its spool, then waits for the other to end: stored → 200,
-     failed → it takes the lease and writes from its spool;
+     422 → quarantine). A failed body's streamed PUT is broken off (nothing stored) and,
+     under its claim, its object and row are removed, so the seq is free again;
+  4. the lease is renewed (lapsed and taken → 429: the other upload owns the key now), the
+     object is put in place (the streamed PUT completed, else a PUT from the spool) and the
+     row becomes `stored` — only then, and only under this upload's claim. An upload that
+     found the lease held by another upload verifies its spool, then waits for the other
+     to end: stored → 200, failed → it takes the lease and the claim and writes from its spool;
   5. per-chunk processing is enqueued by actor name (re-tried on the next retry if
      Redis was down); the row notes it.
+
+What is left to chance: a writer whose lease lapses *during* its final PUT (60 s without a
+renewal) can still land its bytes after the next claimant's; the claim keeps the ledger
+right, but the object is only as right as S3's last writer (no conditional PUT here).
 """
 from __future__ import annotations
 
@@ -61,7 +67,8 @@ from ingest.media import check_magic, probe_file
 from ingest.spool import Spooled
 
 log = get_logger("recorder.ingest")
-BUSY_WAIT_S = 30.0  # how long an upload waits for another upload of the same bytes to end (then 429)
+BUSY_WAIT_S = 10.0  # how long an upload waits for another upload of the same bytes to end (then 429);
+# well under the clients' own timeouts (bot 30 s, browser uploader 120 s), and it holds a threadpool thread
 
 
 @dataclass
@@ -127,9 +134,9 @@ class Ingest:
         lease = self.leases.acquire(lease_name(recording_id, track_id, seq))
         try:
             try:
-                pre = self._begin(principal, recording_id, track_id, seq, hdr, declare)
+                pre = self._begin(principal, recording_id, track_id, seq, hdr, declare, lease)
             except IntegrityError:  # a concurrent upload made the track or the row first: look again
-                pre = self._begin(principal, recording_id, track_id, seq, hdr, declare)
+                pre = self._begin(principal, recording_id, track_id, seq, hdr, declare, lease)
         except BaseException:
             if lease is not None:
                 self.leases.release(lease_name(recording_id, track_id, seq), lease)
@@ -151,7 +158,7 @@ class Ingest:
         return pre
 
     def _begin(self, principal: Principal, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
-               declare: dict[str, str] | None) -> Precheck:
+               declare: dict[str, str] | None, lease: str | None) -> Precheck:
         with session_scope(self.engine) as s:
             rec = self.get_recording(s, principal, recording_id, Action.UPLOAD)
             ensure_upload_open(principal, rec.status)
@@ -163,23 +170,46 @@ class Ingest:
                            key=keys.chunk_key(rec.org, recording_id, track_id, seq, hdr.container))
             if hdr.continuation:
                 pre.stream_tracks = self._stream_tracks(s, rec.id, track_id, seq)
-            existing = self._chunk(s, rec.id, track_id, seq)
-            if existing is not None and existing.status == "stored":
-                pre.stored = existing
+            claimed = self._claim(s, rec, track_id, seq, hdr, lease)
+            if isinstance(claimed, Chunk):
+                pre.stored = claimed
                 return pre
-            if existing is not None and existing.sha256 != hdr.sha256:
-                raise Conflict(f"seq {seq} is being uploaded with other bytes", code="chunk_conflict")
-            if rec.status != "recording":
-                raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
             if track is None:  # declared on its first chunk
                 s.add(Track(recording_id=recording_id, track_id=track_id, **track_identity(principal, declare or {})))
-            pre.chunk_id = existing.id if existing is not None else self._insert(s, recording_id, track_id, seq, hdr)
+            pre.chunk_id = claimed
         return pre
 
-    def _insert(self, s: Session, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders) -> int | None:
-        chunk = Chunk(recording_id=recording_id, track_id=track_id, seq=seq, sha256=hdr.sha256,
-                      start_ms=hdr.start_epoch_ms, duration_ms=hdr.duration_ms, size=hdr.declared_length or 0,
-                      content_type=hdr.content_type, container=hdr.container, continuation=hdr.continuation)
+    def _claim(self, s: Session, rec: Recording, track_id: str, seq: int, hdr: ChunkHeaders,
+               lease: str | None) -> Chunk | int | None:
+        """The seq's row for these bytes: a stored row (a retry: answered as one), else the id
+        of the `uploading` row this upload claims. With the key's lease the row carries the
+        lease token (`Chunk.claim`), and a row still `uploading` is taken over, whatever its
+        bytes: holding the lease means its claimant is gone (lease lapsed or freed unstored).
+        Without the lease, other bytes are a concurrent upload: 409."""
+        existing = self._chunk(s, rec.id, track_id, seq)
+        if existing is not None and existing.status == "stored":
+            return existing
+        if existing is not None and existing.sha256 != hdr.sha256 and lease is None:
+            raise Conflict(f"seq {seq} is being uploaded with other bytes", code="chunk_conflict")
+        if rec.status != "recording":
+            raise Conflict("recording is finalized; no new chunks accepted", code="recording_finalized")
+        if existing is None:
+            return self._insert(s, rec.id, track_id, seq, hdr, lease)
+        if lease is not None:
+            fields = self._row_fields(hdr)
+            s.execute(update(Chunk).where(Chunk.id == existing.id, Chunk.status == "uploading").values(
+                claim=lease, **fields))
+        return existing.id
+
+    @staticmethod
+    def _row_fields(hdr: ChunkHeaders) -> dict[str, Any]:
+        return dict(sha256=hdr.sha256, start_ms=hdr.start_epoch_ms, duration_ms=hdr.duration_ms,
+                    size=hdr.declared_length or 0, content_type=hdr.content_type, container=hdr.container,
+                    continuation=hdr.continuation)
+
+    def _insert(self, s: Session, recording_id: str, track_id: str, seq: int, hdr: ChunkHeaders,
+                claim: str | None) -> int | None:
+        chunk = Chunk(recording_id=recording_id, track_id=track_id, seq=seq, claim=claim, **self._row_fields(hdr))
         s.add(chunk)
         s.flush()  # an existing row for this seq makes this fail (IntegrityError): the caller looks again
         return chunk.id
@@ -209,8 +239,9 @@ class Ingest:
                     done = self._await_lease(pre, recording_id, track_id, seq, hdr)
                     if done is not None:
                         return self._duplicate(done, hdr.sha256), False, pre.started_at_ms
+                self._keep_lease(pre, recording_id, track_id, seq)
                 self._write(pre, body, hdr)
-                chunk, created, started_at_ms = self._mark_stored(pre.chunk_id, pre.key, probe, hdr, body.size)
+                chunk, created, started_at_ms = self._mark_stored(pre, probe, hdr, body.size)
             except BaseException:
                 self.abandon(pre, recording_id, track_id, seq)
                 raise
@@ -220,9 +251,18 @@ class Ingest:
             log.info("chunk_stored", track=track_id, seq=seq, bytes=body.size)
             return chunk, True, started_at_ms
 
+    def _keep_lease(self, pre: Precheck, recording_id: str, track_id: str, seq: int) -> None:
+        """Renew the key's lease right before the write: a lease that lapsed (a slow body, a
+        slow store) may have been taken by another upload, which now owns the key (429)."""
+        assert self.leases is not None and pre.lease is not None
+        if not self.leases.renew(lease_name(recording_id, track_id, seq), pre.lease):
+            raise RateLimited("the chunk's write lease lapsed and another upload took it; retry",
+                              code="chunk_busy", retry_after=2)
+
     def _write(self, pre: Precheck, body: Spooled, hdr: ChunkHeaders) -> None:
-        """Step 4's write: wait for the streamed PUT (its bytes are the ones just verified),
-        else — or if it failed — PUT the spool. The key gets the whole object or nothing."""
+        """Step 4's write: complete the streamed PUT (it holds back its last bytes until now,
+        when they are verified), else — or if it failed — PUT the spool. The key gets the
+        whole object or nothing."""
         if pre.sink is not None:
             sink, pre.sink = pre.sink, None
             try:
@@ -241,8 +281,8 @@ class Ingest:
         while True:
             with session_scope(self.engine) as s:
                 row = self._chunk(s, recording_id, track_id, seq)
-            if row is not None and (row.status == "stored" or row.sha256 != hdr.sha256):
-                return row  # stored with other bytes: _duplicate answers 409
+            if row is not None and row.status == "stored":
+                return row  # stored (with other bytes: _duplicate answers 409)
             pre.lease = self.leases.acquire(name)
             if pre.lease is not None:
                 break
@@ -251,42 +291,41 @@ class Ingest:
                                   retry_after=2)
             time.sleep(pause)
             pause = min(pause * 2, 0.25)
-        try:
-            with session_scope(self.engine) as s:
-                row = self._chunk(s, recording_id, track_id, seq)
-                if row is not None and (row.status == "stored" or row.sha256 != hdr.sha256):
-                    return row
-                pre.chunk_id = row.id if row is not None else self._insert(s, recording_id, track_id, seq, hdr)
-        except IntegrityError:  # made by an upload that has not got the lease: other bytes → 409, same → ours
-            with session_scope(self.engine) as s:
-                row = self._chunk(s, recording_id, track_id, seq)
-            if row is None or row.sha256 != hdr.sha256:
-                raise Conflict(f"seq {seq} already claimed with other bytes", code="chunk_conflict") from None
-            if row.status == "stored":
-                return row
-            pre.chunk_id = row.id
-        return None
+        for _ in range(2):  # an IntegrityError: a row made meanwhile by an upload without the lease
+            try:
+                with session_scope(self.engine) as s:
+                    rec = s.get(Recording, recording_id)
+                    if rec is None:
+                        raise NotFound(f"recording {recording_id} not found", code="unknown_recording")
+                    claimed = self._claim(s, rec, track_id, seq, hdr, pre.lease)
+                if isinstance(claimed, Chunk):
+                    return claimed
+                pre.chunk_id = claimed
+                return None
+            except IntegrityError:
+                continue
+        raise RateLimited("another upload of this chunk is still in progress", code="chunk_busy", retry_after=2)
 
     def abandon(self, pre: Precheck, recording_id: str, track_id: str, seq: int) -> None:
         """Undo a failed upload's claim (best effort, never raises): end its streamed PUT (one
         short of its length is dropped by S3; a whole one may land) and, as the lease holder,
         remove the `uploading` row and whatever is at the key (no one else wrote it), then
         free the lease. Without the lease: nothing."""
-        if pre.sink is not None:  # all of the body may have been sent: wait for S3's answer, then remove it
+        if pre.sink is not None:  # its last bytes were held back: breaking it off leaves no object
             sink, pre.sink = pre.sink, None
-            try:
-                sink.finish()
-            except RecorderError:
-                pass
+            sink.abort()
         if pre.lease is None:
             return
         assert self.leases is not None
         try:
             if pre.chunk_id is not None:
+                mine = (Chunk.id == pre.chunk_id, Chunk.status == "uploading", Chunk.claim == pre.lease)
                 with session_scope(self.engine) as s:
-                    gone = s.exec(delete(Chunk).where(Chunk.id == pre.chunk_id, Chunk.status == "uploading"))
-                if gone.rowcount:
+                    claimed = s.exec(select(Chunk.id).where(*mine)).first() is not None
+                if claimed:  # the object first: if that fails, the row stays for a retry to take over
                     self.store.delete(pre.key)
+                    with session_scope(self.engine) as s:
+                        s.exec(delete(Chunk).where(*mine))
         except RecorderError as exc:
             log.warning("claim_cleanup_failed", key=pre.key, error=exc.message)
         self.release(pre, recording_id, track_id, seq)
@@ -338,21 +377,25 @@ class Ingest:
                                 reason=reason[:1000], object_key=key))
         log.warning("chunk_quarantined", track=track_id, seq=seq, reason=reason)
 
-    def _mark_stored(self, chunk_id: int | None, key: str, probe: dict[str, Any] | None,
+    def _mark_stored(self, pre: Precheck, probe: dict[str, Any] | None,
                      hdr: ChunkHeaders, size: int) -> tuple[Chunk, bool, int | None]:
-        """uploading → stored, atomically: of two uploads of the same bytes only one flips the
-        row (and answers 201); the other answers 200. Returns (chunk, flipped, recording start)."""
+        """uploading → stored, atomically and only under this upload's claim: of two uploads of
+        the same bytes only one flips the row (and answers 201); the other answers 200. A claim
+        taken over meanwhile (this upload's lease lapsed) is 429: the retry finds the outcome.
+        Returns (chunk, flipped, recording start)."""
         at, start = now_ms(), hdr.start_epoch_ms
         with session_scope(self.engine) as s:
-            chunk = s.execute(update(Chunk).where(Chunk.id == chunk_id, Chunk.status == "uploading").values(
-                status="stored", object_key=key, probe=probe, stored_at=at, size=size,
+            chunk = s.execute(update(Chunk).where(
+                Chunk.id == pre.chunk_id, Chunk.status == "uploading", Chunk.claim == pre.lease).values(
+                status="stored", object_key=pre.key, probe=probe, stored_at=at, size=size, claim=None,
                 duration_ms=func.coalesce(Chunk.duration_ms, (probe or {}).get("duration_ms"))
             ).returning(Chunk)).scalar_one_or_none()
             flipped = chunk is not None
-            if chunk is None:  # stored by the other upload of these bytes
-                chunk = s.get(Chunk, chunk_id)
-                if chunk is None:  # cannot happen while we hold the lease; a conflict for the client to retry
-                    raise Conflict("the chunk's claim was lost; retry", code="chunk_conflict")
+            if chunk is None:  # stored by the other upload of these bytes, or the claim passed on
+                chunk = s.get(Chunk, pre.chunk_id)
+                if chunk is None or chunk.status != "stored":
+                    raise RateLimited("the chunk's claim passed to another upload; retry", code="chunk_busy",
+                                      retry_after=2)
                 started_at_ms = s.exec(select(Recording.started_at_ms).where(Recording.id == chunk.recording_id)).one()
             else:
                 earlier = or_(Recording.started_at_ms.is_(None), Recording.started_at_ms > start)

@@ -70,6 +70,10 @@ class Chunk(SQLModel, table=True):
     object_key: str = Field(default="", max_length=512)
     probe: Optional[dict[str, Any]] = json_field(default=None)
     enqueued: bool = False
+    # While `uploading`: the write-lease token (`ingest.lease`) of the upload that claimed the
+    # row. Only that upload may mark it stored or remove it: a writer whose lease lapsed and
+    # was taken over finds another token here and stands down (a fencing token).
+    claim: Optional[str] = Field(default=None, max_length=32)
     created_at: int = ms_field(default_factory=now_ms)
     stored_at: Optional[int] = ms_field()
 

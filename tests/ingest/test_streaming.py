@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -171,7 +172,73 @@ def test_streaming_put_keeps_nothing_when_aborted_or_short(store) -> None:
     short.feed([b"x" * 999])
     with pytest.raises(StorageError):
         short.finish()
+    fed = begin_put(store, "_probe/stream/fed-then-aborted", 1000, "video/webm")
+    fed.feed([b"x" * 600])
+    fed.feed([b"z" * 400])  # every byte handed over (a body that then fails its checks) …
+    time.sleep(0.3)
+    fed.abort()  # … the last batch is still held back: nothing is stored
     whole = begin_put(store, "_probe/stream/whole", 1000, "video/webm")
     whole.feed([b"x" * 600, b"y" * 400])
     whole.finish()
     assert snapshot(store, "_probe/stream/") == {"_probe/stream/whole": (1000, sha(b"x" * 600 + b"y" * 400))}
+
+
+# ---------------------------------------------------------------- claims (fencing tokens)
+
+def _stale_claim(settings, rec: str, seq: int, data: bytes, claim: str) -> None:
+    """An `uploading` row whose upload is gone (its API process died; its lease expired)."""
+    with db.session_scope(db.make_engine(settings.database_url)) as s:
+        s.add(Chunk(recording_id=rec, track_id="cam-a", seq=seq, sha256=sha(data), start_ms=T0, size=len(data),
+                    content_type="video/webm", container="webm", claim=claim))
+
+
+def test_a_claim_whose_upload_is_gone_is_taken_over_even_by_other_bytes(client, store, settings, token_for,
+                                                                        webm_chunks) -> None:
+    tok = token_for(role="service")
+    rec = create_recording(client, tok)
+    put(client, tok, rec, "cam-a", 0, webm_chunks[0][0], T0)  # declares the track
+    dead, data = webm_chunks[1][0], webm_chunks[2][0]
+    _stale_claim(settings, rec, 1, dead, claim="0" * 32)
+    resp = put(client, tok, rec, "cam-a", 1, data, T0 + 1000)
+    assert resp.status_code == 201, resp.text  # was 409 for ever: the dead claim blocked the seq
+    [row] = [r for r in rows(settings, rec) if r.seq == 1]
+    assert (row.status, row.sha256, row.claim) == ("stored", sha(data), None)
+    assert sha(data) in {v[1] for v in snapshot(store, f"acme/recordings/{rec}/chunks/").values()}
+
+
+def test_a_writer_whose_lease_lapsed_cannot_store_nor_remove_the_new_claimants_chunk(
+        client, store, settings, token_for, webm_chunks) -> None:
+    """Upload A claims seq 0, then stalls past its lease; upload B (the client's retry) takes the
+    lease and the claim. A, coming back, stands down (429) and its clean-up leaves B's claim
+    alone; B stores the chunk."""
+    from core.auth import verify_token
+    from ingest.headers import parse_chunk_headers
+    from ingest.spool import Spooled
+
+    tok = token_for(role="service")
+    rec = create_recording(client, tok)
+    data = webm_chunks[0][0]
+    ing = client.app.state.ingest
+    principal = verify_token(settings.jwt_secret, tok)
+    hdr = parse_chunk_headers({k.lower(): v for k, v in chunk_headers(data, T0).items()})
+
+    def spooled(name: str) -> Spooled:
+        path = Path(client.app.state.spool_dir) / f"{name}-{rec}.webm"
+        path.write_bytes(data)
+        return Spooled(path=str(path), size=len(data), sha256=sha(data), head=data[:64])
+
+    a = ing.precheck(principal, rec, "cam-a", 0, hdr, None)
+    assert a.lease and a.chunk_id
+    redis.Redis.from_url(settings.redis_url).delete(lease_name(rec, "cam-a", 0))  # A's lease lapses
+    b = ing.precheck(principal, rec, "cam-a", 0, hdr, None)
+    assert b.lease and b.chunk_id == a.chunk_id  # B took the claim over
+    with pytest.raises(RateLimited) as busy:
+        ing.store_chunk(a, rec, "cam-a", 0, hdr, spooled("a"))
+    assert busy.value.code == "chunk_busy"
+    [row] = rows(settings, rec)  # A's failure did not remove B's claim
+    assert (row.status, row.claim) == ("uploading", b.lease)
+    chunk, created, _ = ing.store_chunk(b, rec, "cam-a", 0, hdr, spooled("b"))
+    ing.release(b, rec, "cam-a", 0)
+    assert created and chunk.status == "stored"
+    assert [v[1] for v in snapshot(store, f"acme/recordings/{rec}/chunks/").values()] == [sha(data)]
+    assert put(client, tok, rec, "cam-a", 0, data, T0).status_code == 200
