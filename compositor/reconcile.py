@@ -31,6 +31,7 @@ import numpy as np
 
 from compositor.decode import audio_samples, video_frames
 from compositor.probe import open_media
+from core.errors import InvalidMedia
 
 __all__ = ["Alignment", "SourceSpan", "SourceFiles", "estimate_offset", "align_tracks", "plan_sources",
            "source_by_second", "clip_plan", "uncovered", "overlap_span", "covered_spans", "source_coverage",
@@ -252,14 +253,17 @@ def _intersect(a: Sequence[Interval], b: Sequence[Interval]) -> list[Interval]:
     return sorted(out)
 
 
-def covered_spans(path: Path, gap_ms: float = 250.0) -> list[Interval]:
-    """Timeline intervals where a stitched track has every kind of media it carries (audio ∩ video).
+def covered_spans(path: Path, gap_ms: float = 250.0, kinds: Sequence[str] | None = None) -> list[Interval]:
+    """Timeline intervals where a stitched track has every kind of media it carries (audio ∩ video),
+    or, with `kinds`, every one of those kinds (a kind the file lacks: nothing is covered).
 
     Read from packet timestamps (no decoding); a jump longer than `gap_ms` ends an interval.
     """
-    per_kind: dict[str, list[tuple[float, float]]] = {}
+    per_kind: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds or ()}
     with open_media(Path(path)) as c:
-        streams = [s for s in c.streams if s.type in ("audio", "video")]
+        streams = [s for s in c.streams if s.type in (kinds or ("audio", "video"))]
+        if not streams:  # (demux of no stream would read them all)
+            return []
         scale = {s.index: float(s.time_base * 1000) for s in streams}
         for pkt in c.demux(streams):
             if pkt.pts is None:
@@ -300,7 +304,7 @@ def _video_size(files: Mapping[str, SourceFiles]) -> tuple[int, int]:
             if c.streams.video:
                 cc = c.streams.video[0].codec_context
                 return cc.width, cc.height
-    raise ValueError("no source has video")
+    raise InvalidMedia("no source of the reconciled track has video", code="no_video")
 
 
 def _span_frames(path: Path, span: SourceSpan, fmt: _Out) -> Iterator[av.VideoFrame]:

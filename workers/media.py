@@ -197,9 +197,14 @@ def _render(rec: Recording, tracks: list[Track], plan: WindowPlan, index: int, e
 
 
 def _use_sources(plan: WindowPlan, files: dict[str, Path], gaps: dict[str, list], tmp: Path) -> None:
-    """Participants played (partly) from their client: both their bot tracks become the reconciled file."""
+    """Participants played (partly) from their client: both their bot tracks become the reconciled file.
+    The client is only a fallback: when its media cannot be rendered, the participant keeps the bot's files."""
     for ws in plan.sources:
-        track = reconcile.render_window(ws, files, tmp)
+        try:
+            track = reconcile.render_window(ws, files, tmp)
+        except InvalidMedia as exc:
+            log.warning("client_not_rendered", participant=ws.plan.pairing.participant_id, reason=exc.message)
+            continue
         if track is None:
             continue
         p = ws.plan.pairing

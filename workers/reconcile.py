@@ -8,7 +8,12 @@ A participant is paired when the bot recording has their audio and video tracks 
 client recording has their `av` track. Per pair (`compositor.reconcile`): the client's
 chunks are placed on the bot's timeline by their declared (browser clock) starts, its
 offset is measured from the audio, and each 1-s window goes to the bot where it has media,
-else to the client. Computed once per set of inputs by whichever final step asks first
+else to the client. The client is only a fallback: a participant whose client media cannot be
+read, or has no video, is logged and kept on the bot alone (never a failed final step).
+The transcript has a plan of its own (`ParticipantPlan.transcript`): the same rule with the
+bot's audio alone as its coverage, so the client is transcribed only where the bot has no
+audio (a second where the bot lost only its video keeps the bot's live transcript: no word
+twice). Computed once per set of inputs by whichever final step asks first
 (`reconciliation`), stored at `windows/sources.json` (a media output); the media stage
 renders windows that use the client from it, the transcript stage transcribes the client's
 spans, and the ledger shows the plan per second (`Recording.outputs["sources"]`).
@@ -49,7 +54,7 @@ __all__ = ["Pairing", "ParticipantPlan", "Reconciliation", "WindowSources", "Win
            "stored", "window_sources", "render_window", "client_pcm"]
 
 log = get_logger("workers.reconcile")
-VERSION = 1  # bump when the plan's rule changes: stored plans are recomputed
+VERSION = 2  # bump when the plan's rule changes: stored plans are recomputed
 ALIGN_MAX_MS = 60_000  # audio read to measure the offset: the longest shared stretch, at most this
 SEARCH_MS = 2000.0  # the client's clock may be this far off its declared starts
 EDGE_MS = 1000  # client media read beyond a span (decoder pre-roll, offset)
@@ -75,7 +80,8 @@ class ParticipantPlan:
     offset_ms: float
     confidence: float
     aligned: bool  # the measured offset was reliable (else the declared starts are kept)
-    spans: tuple[SourceSpan, ...]
+    spans: tuple[SourceSpan, ...]  # who plays each second (picture and sound)
+    transcript: tuple[SourceSpan, ...]  # whose audio is transcribed: the bot wherever it has audio
 
     def public(self) -> dict[str, Any]:
         """As `Recording.outputs["sources"][participant]` (what the ledger expands per second)."""
@@ -106,7 +112,8 @@ class Reconciliation:
             pr = p["pairing"]
             pairing = Pairing(**{**pr, "client_chunks": tuple(ChunkRef(**c) for c in pr["client_chunks"])})
             plans.append(ParticipantPlan(pairing, p["offset_ms"], p["confidence"], p["aligned"],
-                                         tuple(SourceSpan(**s) for s in p["spans"])))
+                                         tuple(SourceSpan(**s) for s in p["spans"]),
+                                         tuple(SourceSpan(**s) for s in p["transcript"])))
         return cls(raw["fingerprint"], raw["total_ms"], tuple(plans))
 
 
@@ -178,6 +185,15 @@ def _fingerprint(pairs: Sequence[Pairing], bot: dict[str, list[ChunkRef]]) -> st
 
 # ---------------------------------------------------------------- measure + plan (I/O: stitched files)
 
+def _client_coverage(client: Path | None) -> list[tuple[int, int]]:
+    """Where the client has audio and video; InvalidMedia when it has none (e.g. no video at all:
+    it could not fill the bot's picture, so the participant keeps the bot alone)."""
+    spans = covered_spans(client, kinds=("audio", "video")) if client is not None else []
+    if client is not None and not spans:
+        raise InvalidMedia("the client's media has no audio and video together", code="no_video")
+    return spans
+
+
 def _measure(p: Pairing, bot: dict[str, list[ChunkRef]], total_ms: int, tmp: Path) -> ParticipantPlan:
     """Stitch both sources whole (remux only), read their coverage, align on their shared audio, plan."""
     video = stitch_chunks(bot[p.video_track], 0, total_ms, tmp / "bot-video.mkv", tmp)
@@ -185,7 +201,8 @@ def _measure(p: Pairing, bot: dict[str, list[ChunkRef]], total_ms: int, tmp: Pat
         stitch_chunks(bot[p.audio_track], 0, total_ms, tmp / "bot-audio.mkv", tmp)
     client = stitch_chunks(p.client_chunks, 0, total_ms, tmp / "client.mkv", tmp)
     coverage = {"bot": source_coverage(SourceFiles(video, audio)) if video and audio else [],
-                "client": covered_spans(client) if client else []}
+                "client": _client_coverage(client)}
+    heard = {"bot": covered_spans(audio, kinds=("audio",)) if audio else [], "client": coverage["client"]}
     span = overlap_span(coverage["bot"], coverage["client"], ALIGN_MAX_MS)
     offset, confidence, aligned = 0.0, 0.0, False
     if span is not None and audio is not None and client is not None:
@@ -194,10 +211,11 @@ def _measure(p: Pairing, bot: dict[str, list[ChunkRef]], total_ms: int, tmp: Pat
         confidence, aligned = a.confidence, a.reliable
         offset = a.offset_ms if a.reliable else 0.0
     spans = plan_sources(coverage, {"bot": 0.0, "client": offset}, total_ms)
+    transcript = plan_sources(heard, {"bot": 0.0, "client": offset}, total_ms)  # client spans ⊆ those of `spans`
     log.info("sources_planned", participant=p.participant_id, offset_ms=round(offset, 1), aligned=aligned,
              confidence=round(confidence, 1), client_s=sum(s.end_ms - s.start_ms for s in spans
                                                            if s.source == "client") / 1000)
-    return ParticipantPlan(p, offset, confidence, aligned, tuple(spans))
+    return ParticipantPlan(p, offset, confidence, aligned, tuple(spans), tuple(transcript))
 
 
 def _end(chunks: Sequence[ChunkRef]) -> int:
@@ -225,12 +243,18 @@ def _key(rec: Recording) -> str:
 
 
 def stored(rec: Recording) -> Reconciliation | None:
-    """The plan the last final step computed (None before that, or when the setting is off)."""
+    """The plan the last final step computed (None before that, when the setting is off, or when
+    the stored plan cannot be read, e.g. an older schema: it is then computed again)."""
     if not res.settings.reconcile_sources or rec.source != "bot":
         return None
     try:
-        return Reconciliation.from_json(res.store().get_bytes(_key(rec)))
+        data = res.store().get_bytes(_key(rec))
     except NotFound:
+        return None
+    try:
+        return Reconciliation.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("sources_plan_unreadable", reason=f"{type(exc).__name__}: {exc}")
         return None
 
 
