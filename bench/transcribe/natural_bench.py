@@ -90,6 +90,12 @@ def timing_of(talk: Conversation, segments: list[Segment]) -> str:
             f"words > 2 s: {long_words}; segments holding another's turn: {holding}")
 
 
+def versus(r: Result, naive: Result, what: str) -> str:
+    """The "vs naive" cell: WER ratio per speaker and CPU ratio against a naive row."""
+    ratios = [r.per_speaker[k].wer / max(naive.per_speaker[k].wer, 1e-9) for k in r.per_speaker]
+    return f"WER ×{ratios[0]:.2f} / ×{ratios[1]:.2f} of naive ({what}); CPU ×{r.cpu / naive.cpu:.2f}"
+
+
 def row(name: str, talk: Conversation, r: Result, note: str = "") -> str:
     d, c = r.per_speaker[INTERVIEWER.display_name], r.per_speaker[CANDIDATE.display_name]
     heard = f"{r.heard_s:.0f}" if r.heard_s else "all"
@@ -128,8 +134,7 @@ def natural_table(model, beam: int, lookahead: int, workdir: Path) -> list[str]:
     emit("transcribe", "leak gate: CPU s with vs without", ours.cpu, ungated.cpu, unit="s")
 
     def vs(r: Result) -> str:
-        ratios = [r.per_speaker[k].wer / max(naive_off.per_speaker[k].wer, 1e-9) for k in r.per_speaker]
-        return f"WER ×{ratios[0]:.2f} / ×{ratios[1]:.2f} of naive (VAD off); CPU ×{r.cpu / naive_off.cpu:.2f}"
+        return versus(r, naive_off, "VAD off")
 
     return [
         f"Interview: {talk.duration_s / 60:.1f} min, {len(talk.sentences)} sentences ({speech:.0f} s of speech), "
@@ -178,8 +183,7 @@ def larger_model_table(path: str, beam: int, lookahead: int, workdir: Path) -> l
          talk.duration_s * CORES / naive.cpu, target="≥ 20× RT", met=speed >= 20, unit="× RT")
 
     def vs(r: Result) -> str:
-        ratios = [r.per_speaker[k].wer / max(naive.per_speaker[k].wer, 1e-9) for k in r.per_speaker]
-        return f"WER ×{ratios[0]:.2f} / ×{ratios[1]:.2f} of naive (VAD off, same model); CPU ×{r.cpu / naive.cpu:.2f}"
+        return versus(r, naive, "VAD off, same model")
 
     return [
         f"The same tracks through a larger model set by path (`RECORDER_WHISPER_MODEL=…/{label}`, "
