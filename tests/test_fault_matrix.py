@@ -91,8 +91,8 @@ def _assert_like_baseline(stack, played, token, baseline, interview, tmp_path) -
     assert all(not t["gaps"] for t in got.ledger["tracks"].values())
     assert got.media == baseline.media
     assert got.transcript == baseline.transcript
-    assert all(st.status == "done" for st in stack.steps(played.rec).values()), \
-        {n: st.status for n, st in stack.steps(played.rec).items()}
+    not_done = {n: (st.status, st.error) for n, st in stack.steps(played.rec).items() if st.status != "done"}
+    assert not not_done, (not_done, stack.logs())
 
 
 def test_baseline_is_a_real_interview(baseline, interview) -> None:

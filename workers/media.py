@@ -331,6 +331,19 @@ def finalize_recording(recording_id: str) -> None:
                 s.add(row)
 
 
+def _settle_windows(recording_id: str, count: int) -> None:
+    """Every window is in place now (finalize rendered it or found it current): a window step
+    still waiting for a retry (`pending`) or failed earlier is done — else a ready recording
+    would show it waiting, and its late retry would fail it. A `running` one ends itself."""
+    with session_scope(res.engine()) as s:
+        open_steps = [st.step for st in s.exec(select(ProcessingStep).where(
+            ProcessingStep.recording_id == recording_id, ProcessingStep.step.startswith(WINDOW_PREFIX),
+            ProcessingStep.status.in_((PENDING, FAILED)))).all()]
+    for step in open_steps:
+        if parse(step).index < count:
+            mark_step(res.engine(), recording_id, step, DONE)
+
+
 def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkRef]]) -> dict[str, Any]:
     if not chunks:
         raise InvalidMedia("recording has no valid chunks", code="no_chunks")
@@ -348,6 +361,7 @@ def _finalize(rec: Recording, tracks: list[Track], chunks: dict[str, list[ChunkR
     target = common_format([_format_of(m) for m in manifests])
     manifests = [m if _format_of(m) == target else _ensure_window(rec, tracks, chunks, i, ends[i], recon, target)
                  for i, m in enumerate(manifests)]
+    _settle_windows(rec.id, count)
     mark_step(res.engine(), rec.id, MEDIA_FINAL, RUNNING, progress=0.5)  # windows ready; joining
     with tempfile.TemporaryDirectory(prefix="final-") as tmpdir:
         tmp = Path(tmpdir)

@@ -280,3 +280,23 @@ def test_bad_input_fails_at_once_without_retries(engine, store, broker, run_work
     window = _step(engine, "rec-gone", "window.000000")
     assert (window.status, window.error) == ("failed", "composite of window 0 failed (object_not_found)")
     assert "Retrying message" not in worker.log_path.read_text(errors="replace")
+
+
+def test_finalize_settles_window_steps_it_found_in_place(engine, monkeypatch) -> None:
+    """A window whose retry is still waiting when finalize finds the window current (rendered,
+    then a later part of its step failed) is done once finalize has every window; a running one
+    and a window past the end are left alone."""
+    from workers import broker as res
+    from workers import media
+    from workers.status import mark_step, note_retry
+
+    monkeypatch.setattr(res, "engine", lambda: engine)
+    _add_recording(engine, "rec-w", "audio", final_steps=False)
+    waiting, failed, running, beyond = (steps.window_step(i) for i in (0, 1, 2, 5))
+    note_retry(engine, "rec-w", waiting, "composite of window 0 failed (storage_unavailable)")
+    mark_step(engine, "rec-w", failed, steps.FAILED, error="composite of window 1 failed after 6 attempts")
+    mark_step(engine, "rec-w", running, steps.RUNNING)
+    note_retry(engine, "rec-w", beyond, "composite of window 5 failed (storage_unavailable)")
+    media._settle_windows("rec-w", count=3)
+    got = {n: _step(engine, "rec-w", n).status for n in (waiting, failed, running, beyond)}
+    assert got == {waiting: "done", failed: "done", running: "running", beyond: "pending"}
