@@ -8,8 +8,10 @@ Driver errors that mean "the database is unreachable" become `DatabaseError` her
 """
 from __future__ import annotations
 
+import sqlite3
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -19,6 +21,21 @@ from sqlmodel import Session, create_engine
 from core.errors import DatabaseError, InvalidInput
 
 
+def set_wal(dbapi_conn: Any, timeout_s: float) -> None:
+    """Put a SQLite database in WAL mode. Switching a database that is not in WAL yet needs
+    it unlocked, and SQLite answers "database is locked" at once there, without its busy
+    wait (processes starting together on a fresh file): so wait here, within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def make_engine(url: str) -> Engine:
     """An engine tuned for the URL: WAL + busy timeout on SQLite, pre-ping on Postgres."""
     if url.startswith("sqlite"):
@@ -26,8 +43,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            set_wal(dbapi_conn, 30.0)
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
+from core.db import set_wal
 from core.errors import InvalidState
 
 __all__ = ["BASELINE", "create_all", "current", "head", "include_name", "render_item", "revision",
@@ -160,7 +161,7 @@ def _sqlite_migration_engine(engine: Engine) -> Engine:
     @event.listens_for(sqlite, "connect")
     def _connect(dbapi_conn, _record):  # pragma: no cover - trivial
         dbapi_conn.isolation_level = None  # the driver's own BEGIN is replaced by ours
-        dbapi_conn.execute("PRAGMA journal_mode=WAL")
+        set_wal(dbapi_conn, 60.0)
         dbapi_conn.execute("PRAGMA foreign_keys=OFF")
 
     @event.listens_for(sqlite, "begin")

@@ -32,3 +32,30 @@ def test_unreachable_postgres_is_database_error() -> None:
     engine = db.make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x")
     with pytest.raises(DatabaseError):
         db.ping(engine)
+
+
+def test_wal_switch_waits_for_a_lock_instead_of_failing(tmp_path) -> None:
+    """SQLite answers "database is locked" at once (no busy wait) when a database not yet in
+    WAL mode is switched while another connection writes: processes starting together on a
+    fresh file hit it (CI, the migration race test). `set_wal` waits for the lock instead."""
+    import sqlite3
+    import threading
+
+    from core.db import set_wal
+
+    path = str(tmp_path / "fresh.db")
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE t (x)")
+    other = sqlite3.connect(path, timeout=5, isolation_level=None)
+    try:
+        other.execute("PRAGMA journal_mode=WAL")
+        raised = False
+    except sqlite3.OperationalError as exc:
+        raised = "locked" in str(exc)
+    assert raised  # what SQLite does without the wait
+    threading.Timer(0.5, lambda: writer.execute("COMMIT")).start()
+    set_wal(other, timeout_s=10)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    writer.close()
+    other.close()
