@@ -46,6 +46,12 @@ class Leases:
         with _translated():
             return bool(self._renew(keys=[name], args=[token, self.ttl_ms]))
 
+    def keep(self, name: str, token: str) -> None:
+        """Renew a lease the caller must still hold: lost (lapsed and taken) → 429 `chunk_busy`."""
+        if not self.renew(name, token):
+            raise RateLimited("the chunk's write lease lapsed and another upload took it; retry",
+                              code="chunk_busy", retry_after=2)
+
     def release(self, name: str, token: str) -> None:
         """Best effort: a lease left behind expires by itself."""
         try:
@@ -72,8 +78,7 @@ class LeasedPut:
 
     def feed(self, pieces: list[bytes]) -> None:
         if time.monotonic() >= self._due:
-            if not self.leases.renew(self.name, self.token):
-                raise RateLimited("the chunk's write lease was lost; retry", code="chunk_busy")
+            self.leases.keep(self.name, self.token)
             self._due = time.monotonic() + RENEW_S
         self.put.feed(pieces)
 

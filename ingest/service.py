@@ -255,9 +255,7 @@ class Ingest:
         """Renew the key's lease right before the write: a lease that lapsed (a slow body, a
         slow store) may have been taken by another upload, which now owns the key (429)."""
         assert self.leases is not None and pre.lease is not None
-        if not self.leases.renew(lease_name(recording_id, track_id, seq), pre.lease):
-            raise RateLimited("the chunk's write lease lapsed and another upload took it; retry",
-                              code="chunk_busy", retry_after=2)
+        self.leases.keep(lease_name(recording_id, track_id, seq), pre.lease)
 
     def _write(self, pre: Precheck, body: Spooled, hdr: ChunkHeaders) -> None:
         """Step 4's write: complete the streamed PUT (it holds back its last bytes until now,
